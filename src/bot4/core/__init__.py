@@ -1,0 +1,1 @@
+"""Domain types: exact numbers, instruments, orders, events, errors, clocks."""

@@ -1,0 +1,127 @@
+"""Exact fixed-point numbers for the order path.
+
+Prices and quantities are Python ints scaled by ``SCALE`` (nine decimal places: finer
+than any crypto venue's tick or step).  Their product, a notional, lands exactly on
+``MONEY_SCALE`` (18 places), which is the unit of every balance, fee and P&L figure.
+Addition, subtraction and price x quantity are therefore exact with no rounding at all;
+the only divisions (average prices, fee rates, pro-rata cost) round explicitly through
+``div_round`` with a named mode.
+
+Decimal is the type at the API edges: ``to_raw`` takes Decimal, int or str and refuses
+binary floats, NaN and infinities with a ``ValidationError`` naming the field.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Final
+
+PRECISION: Final = 9
+SCALE: Final = 10**PRECISION
+MONEY_PRECISION: Final = 2 * PRECISION
+MONEY_SCALE: Final = SCALE * SCALE
+
+NumberLike = Decimal | int | str
+
+
+class Rounding(Enum):
+    """Explicit rounding modes; ``DOWN``/``UP`` are toward -inf/+inf."""
+
+    DOWN = "down"
+    UP = "up"
+    TOWARD_ZERO = "toward_zero"
+    HALF_EVEN = "half_even"
+
+
+def _validation_error(field: str, rule: str, value: object) -> Exception:
+    from bot4.core.errors import ValidationError
+
+    return ValidationError(field, rule, value)
+
+
+def to_decimal(value: object, field: str) -> Decimal:
+    """Parse an API-edge value into a finite Decimal, refusing floats and bools."""
+    if isinstance(value, bool | float):
+        raise _validation_error(field, "must be Decimal, int or str, not a binary float", value)
+    if isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, int):
+        dec = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            dec = Decimal(value.strip())
+        except InvalidOperation:
+            raise _validation_error(field, "not a number", value) from None
+    else:
+        raise _validation_error(field, "must be Decimal, int or str", value)
+    if not dec.is_finite():
+        raise _validation_error(field, "must be finite", value)
+    return dec
+
+
+def to_raw(value: object, field: str) -> int:
+    """Exact raw integer (units of 1e-9) for a price or quantity given at the edge."""
+    dec = to_decimal(value, field)
+    scaled = dec.scaleb(PRECISION)
+    if scaled != scaled.to_integral_value():
+        raise _validation_error(field, f"more than {PRECISION} decimal places", value)
+    return int(scaled)
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Strip trailing zeros without switching to exponent notation (1E+5 -> 100000)."""
+    value = value.normalize()
+    return value.quantize(_ONE) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
+
+
+_ONE = Decimal(1)
+
+
+def from_raw(raw: int) -> Decimal:
+    """Decimal value of a raw price or quantity; exact."""
+    return _plain(Decimal(raw).scaleb(-PRECISION)) if raw else Decimal(0)
+
+
+def money_from_raw(raw: int) -> Decimal:
+    """Decimal value of a raw money amount (units of 1e-18); exact."""
+    return _plain(Decimal(raw).scaleb(-MONEY_PRECISION)) if raw else Decimal(0)
+
+
+def money_to_raw(value: object, field: str) -> int:
+    """Exact raw money integer (units of 1e-18) for an amount given at the edge."""
+    dec = to_decimal(value, field)
+    scaled = dec.scaleb(MONEY_PRECISION)
+    if scaled != scaled.to_integral_value():
+        raise _validation_error(field, f"more than {MONEY_PRECISION} decimal places", value)
+    return int(scaled)
+
+
+def div_round(numerator: int, denominator: int, mode: Rounding) -> int:
+    """Integer division with an explicit rounding mode (denominator may be negative)."""
+    if denominator == 0:
+        raise ZeroDivisionError("div_round by zero")
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    q, r = divmod(numerator, denominator)  # floor division
+    if r == 0 or mode is Rounding.DOWN:
+        return q
+    if mode is Rounding.UP:
+        return q + 1
+    if mode is Rounding.TOWARD_ZERO:
+        return q + 1 if q < 0 else q
+    twice = 2 * r
+    if twice > denominator or (twice == denominator and q % 2 == 1):
+        return q + 1
+    return q
+
+
+def qty_to_money(qty_raw: int) -> int:
+    """A quantity of an asset (1e-9 units) as a balance amount (1e-18 units)."""
+    return qty_raw * SCALE
+
+
+def rate_to_fraction(rate: object, field: str) -> tuple[int, int]:
+    """A fee rate (Decimal/str/int, may be negative for rebates) as an exact fraction."""
+    num, den = to_decimal(rate, field).as_integer_ratio()
+    return num, den

@@ -1,0 +1,541 @@
+"""The order manager: the one place where orders are created and venue reports land.
+
+Every call validates completely, then emits events; each event is applied to the
+``TradingState`` (which checks it again) and appended to the journal.  A call that
+raises has emitted nothing, so state and journal are exactly as before.
+
+Linked orders are kept consistent in the same step as the fill that affects them:
+
+* OCO: the legs share one quantity.  A partial fill on one leg reduces the others to
+  what is left; a complete fill cancels them.  Before any fill on a leg is applied,
+  the manager checks that the legs together stay within their shared quantity, so no
+  sequence of reports can make them over-fill (an excess is an ``OverfillError`` for
+  reconciliation, not a position).
+* Bracket: entry + stop-loss + take-profit.  The exits wait (INITIALIZED) until the
+  entry first fills, are released with the filled quantity, grow with each further
+  entry fill, and are an OCO pair capped by the entry's filled quantity.  If the exits
+  close the whole filled quantity while the entry is still working, the entry's rest
+  is cancelled (the trade is over); if the entry ends unfilled, the exits are cancelled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any, Protocol
+
+from bot4.core.clock import Clock, LiveClock
+from bot4.core.enums import (
+    ContingencyType,
+    LiquiditySide,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from bot4.core.errors import (
+    DuplicateClientOrderId,
+    InsufficientBalance,
+    InvalidTransition,
+    OverfillError,
+    UnknownInstrument,
+    ValidationError,
+)
+from bot4.core.events import (
+    BalanceAdjusted,
+    Event,
+    OrderAccepted,
+    OrderCanceled,
+    OrderCancelRejected,
+    OrderExpired,
+    OrderFilled,
+    OrderInitialized,
+    OrderPendingCancel,
+    OrderRejected,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderUpdated,
+)
+from bot4.core.instrument import Instrument
+from bot4.core.numbers import SCALE, from_raw, money_from_raw, money_to_raw, to_raw
+from bot4.core.order import Order
+from bot4.core.timestamps import TimestampGuard
+from bot4.oms.idempotency import BoundedTTLSet
+from bot4.oms.requests import CancelOrder, Command, ModifyOrder, OrderRequest, SubmitOrder
+from bot4.oms.state import TradingState
+
+CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId rule
+
+
+class EventSink(Protocol):
+    def append(self, event: Event) -> None: ...
+
+
+class OrderManager:
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        clock: Clock | None = None,
+        journal: EventSink | None = None,
+        dedup: BoundedTTLSet | None = None,
+        timestamp_guard: TimestampGuard | None = None,
+        id_prefix: str = "B4",
+        state: TradingState | None = None,
+    ) -> None:
+        self.state = state if state is not None else TradingState(instruments)
+        self.clock: Clock = clock if clock is not None else LiveClock()
+        self.journal = journal
+        self.dedup = dedup if dedup is not None else BoundedTTLSet()
+        self.timestamp_guard = timestamp_guard if timestamp_guard is not None else TimestampGuard()
+        self.id_prefix = id_prefix
+        self.outbox: deque[Command] = deque()
+        self.listeners: list[Callable[[Event], None]] = []
+        self.duplicate_fills = 0
+        self.alerts: list[str] = []
+        for order in self.state.orders.values():  # a replayed state keeps its ids
+            self.dedup.add(order.client_order_id, order.ts_init)
+
+    # -- events -------------------------------------------------------------------------
+    def _emit(self, cls: type[Event], ts_event: int | None = None, **fields: Any) -> Event:
+        now = self.clock.now_ns()
+        event = cls(
+            seq=self.state.last_seq + 1,
+            ts_event=now if ts_event is None else ts_event,
+            ts_recv=now,
+            **fields,
+        )
+        self.state.apply(event)
+        if self.journal is not None:
+            self.journal.append(event)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def deposit(self, asset: str, amount: Decimal | int | str, reason: str = "deposit") -> None:
+        """Credit (or with a negative amount, debit) an asset outside trading."""
+        if not asset or not isinstance(asset, str):
+            raise ValidationError("asset", "must be a non-empty string", asset)
+        money = money_to_raw(amount, "amount")
+        if money == 0:
+            raise ValidationError("amount", "must not be zero", amount)
+        if money < 0 and self.state.account.available(asset) + money < 0:
+            raise InsufficientBalance("amount", "withdrawal exceeds free balance", amount)
+        self._emit(BalanceAdjusted, asset=asset, amount_money=money, reason=reason)
+
+    # -- validation ---------------------------------------------------------------------
+    def _next_client_id(self, taken: set[str]) -> str:
+        """Deterministic ids (prefix-N), so a replayed manager names orders the same."""
+        n = len(self.state.orders) + len(taken) + 1
+        while True:
+            cid = f"{self.id_prefix}-{n}"
+            if (
+                cid not in taken
+                and cid not in self.state.orders
+                and not self.dedup.contains(cid, self.clock.now_ns())
+            ):
+                return cid
+            n += 1
+
+    def _build(
+        self, req: OrderRequest, cid: str | None, taken: set[str], **link: Any
+    ) -> dict[str, Any]:
+        """Validate one request into OrderInitialized fields; raises, changes nothing."""
+        inst = self.state.instruments.get(req.symbol)
+        if inst is None:
+            raise UnknownInstrument(req.symbol)
+        if not isinstance(req.side, OrderSide):
+            raise ValidationError("side", "must be an OrderSide", req.side)
+        if not isinstance(req.order_type, OrderType):
+            raise ValidationError("order_type", "must be an OrderType", req.order_type)
+        if not isinstance(req.time_in_force, TimeInForce):
+            raise ValidationError("time_in_force", "must be a TimeInForce", req.time_in_force)
+        cid = cid or req.client_order_id or self._next_client_id(taken)
+        if not isinstance(cid, str) or not CLIENT_ID_RE.match(cid):
+            raise ValidationError("client_order_id", "must match ^[.A-Z:/a-z0-9_-]{1,36}$", cid)
+        if (
+            cid in taken
+            or cid in self.state.orders
+            or self.dedup.contains(cid, self.clock.now_ns())
+        ):
+            raise DuplicateClientOrderId(cid)
+        qty = to_raw(req.quantity, "quantity")
+        inst.check_qty(qty)
+        otype = req.order_type
+        price = 0
+        if otype.has_price:
+            if req.price is None:
+                raise ValidationError("price", f"required for {otype.value}", None)
+            price = to_raw(req.price, "price")
+            inst.check_price(price)
+            inst.check_notional(price, qty)
+        elif req.price is not None:
+            raise ValidationError("price", f"not allowed for {otype.value}", req.price)
+        trigger = 0
+        if otype.has_trigger:
+            if req.trigger_price is None:
+                raise ValidationError("trigger_price", f"required for {otype.value}", None)
+            trigger = to_raw(req.trigger_price, "trigger_price")
+            inst.check_price(trigger, "trigger_price")
+            if not otype.has_price:
+                inst.check_notional(trigger, qty)
+        elif req.trigger_price is not None:
+            raise ValidationError(
+                "trigger_price", f"not allowed for {otype.value}", req.trigger_price
+            )
+        if req.post_only and (
+            otype is not OrderType.LIMIT or req.time_in_force is not TimeInForce.GTC
+        ):
+            raise ValidationError("post_only", "only for LIMIT GTC orders", True)
+        display = 0
+        if req.display_qty is not None:
+            display = to_raw(req.display_qty, "display_qty")
+            if otype is not OrderType.LIMIT or req.time_in_force is not TimeInForce.GTC:
+                raise ValidationError(
+                    "display_qty", "iceberg only for LIMIT GTC orders", req.display_qty
+                )
+            inst.check_qty(display, "display_qty")
+            if display >= qty:
+                raise ValidationError("display_qty", "must be less than quantity", req.display_qty)
+        if req.reduce_only and not link.get("parent_id"):
+            pos = self.state.positions.get(req.symbol)
+            pos_qty = pos.qty_raw if pos else 0
+            if pos_qty * req.side.sign >= 0 or qty > abs(pos_qty):
+                raise ValidationError(
+                    "reduce_only",
+                    "would open or increase the position",
+                    req.quantity,
+                    f"position {from_raw(pos_qty)}",
+                )
+        return dict(
+            client_order_id=cid,
+            symbol=req.symbol,
+            side=req.side,
+            order_type=otype,
+            quantity_raw=qty,
+            price_raw=price,
+            trigger_raw=trigger,
+            time_in_force=req.time_in_force,
+            post_only=req.post_only,
+            reduce_only=req.reduce_only,
+            display_qty_raw=display,
+            **link,
+        )
+
+    def _check_funds(self, specs: list[dict[str, Any]]) -> None:
+        """Enough available funds for what the submitted orders will lock."""
+        need: dict[str, int] = {}
+        for spec in specs:
+            if spec.get("shares_lock") or spec.get("parent_id"):
+                continue  # sibling's lock, or released later from the entry's fill
+            inst = self.state.instruments[spec["symbol"]]
+            if spec["side"] is OrderSide.SELL:
+                asset, amount = inst.base, spec["quantity_raw"] * SCALE
+            else:
+                asset, amount = inst.quote, spec["quantity_raw"] * spec["price_raw"]
+            need[asset] = need.get(asset, 0) + amount
+        for asset, amount in need.items():
+            available = self.state.account.available(asset)
+            if amount > available:
+                raise InsufficientBalance(
+                    "quantity",
+                    f"needs {money_from_raw(amount)} {asset}",
+                    from_raw(spec["quantity_raw"]),
+                    f"available {money_from_raw(available)} {asset}",
+                )
+
+    def _check_ts(self, ts: int | None) -> None:
+        if ts is not None:
+            self.timestamp_guard.check(ts, self.clock.now_ns(), "timestamp")
+
+    def _create(self, specs: list[dict[str, Any]], submit: list[bool]) -> list[Order]:
+        now = self.clock.now_ns()
+        for spec in specs:
+            self.dedup.add(spec["client_order_id"], now)
+        for spec in specs:
+            self._emit(OrderInitialized, **spec)
+        for spec, go in zip(specs, submit, strict=True):
+            if go:
+                self._emit(OrderSubmitted, client_order_id=spec["client_order_id"])
+                self.outbox.append(SubmitOrder(spec["client_order_id"]))
+        return [self.state.orders[s["client_order_id"]] for s in specs]
+
+    # -- strategy commands --------------------------------------------------------------
+    def submit(self, request: OrderRequest, ts: int | None = None) -> Order:
+        """Validate, journal and queue one order for the venue."""
+        self._check_ts(ts)
+        spec = self._build(request, None, set())
+        self._check_funds([spec])
+        return self._create([spec], [True])[0]
+
+    def submit_oco(
+        self, first: OrderRequest, second: OrderRequest, ts: int | None = None
+    ) -> list[Order]:
+        """Two orders on one quantity: a fill on either reduces or cancels the other."""
+        self._check_ts(ts)
+        if first.symbol != second.symbol or first.side != second.side:
+            raise ValidationError("second", "OCO legs need the same symbol and side", second)
+        if first.order_type is OrderType.MARKET or second.order_type is OrderType.MARKET:
+            raise ValidationError("order_type", "OCO legs cannot be MARKET", OrderType.MARKET)
+        a = self._build(first, None, set(), contingency=ContingencyType.OCO)
+        b = self._build(second, None, {a["client_order_id"]}, contingency=ContingencyType.OCO)
+        if a["quantity_raw"] != b["quantity_raw"]:
+            raise ValidationError("quantity", "OCO legs need the same quantity", second.quantity)
+        list_id = f"OCO-{a['client_order_id']}"
+        a.update(list_id=list_id, linked_ids=(b["client_order_id"],))
+        b.update(list_id=list_id, linked_ids=(a["client_order_id"],), shares_lock=True)
+        if b["side"] is OrderSide.BUY and b["price_raw"] > a["price_raw"]:
+            a["shares_lock"], b["shares_lock"] = True, False  # the dearer leg holds the lock
+        self._check_funds([a, b])
+        return self._create([a, b], [True, True])
+
+    def submit_bracket(
+        self,
+        entry: OrderRequest,
+        stop_loss: Decimal | int | str,
+        take_profit: Decimal | int | str,
+        ts: int | None = None,
+    ) -> list[Order]:
+        """Entry plus a protective stop-market and a take-profit limit (an OCO pair
+        released by the entry's fills).  Returns [entry, stop_loss, take_profit]."""
+        self._check_ts(ts)
+        exit_side = entry.side.opposite
+        e = self._build(entry, None, set(), contingency=ContingencyType.OTO)
+        cid = e["client_order_id"]
+        sl_req = OrderRequest(
+            entry.symbol,
+            exit_side,
+            OrderType.STOP_MARKET,
+            entry.quantity,
+            trigger_price=stop_loss,
+            reduce_only=True,
+        )
+        tp_req = OrderRequest(
+            entry.symbol,
+            exit_side,
+            OrderType.LIMIT,
+            entry.quantity,
+            price=take_profit,
+            reduce_only=True,
+        )
+        tp = self._build(tp_req, f"{cid}-TP", {cid}, parent_id=cid, contingency=ContingencyType.OCO)
+        sl = self._build(
+            sl_req,
+            f"{cid}-SL",
+            {cid, tp["client_order_id"]},
+            parent_id=cid,
+            contingency=ContingencyType.OCO,
+            shares_lock=True,
+        )
+        if (sl["trigger_raw"] - tp["price_raw"]) * entry.side.sign >= 0:
+            raise ValidationError(
+                "stop_loss", "must be on the losing side of take_profit", stop_loss
+            )
+        if e["price_raw"] and (sl["trigger_raw"] - e["price_raw"]) * entry.side.sign >= 0:
+            raise ValidationError("stop_loss", "must be on the losing side of the entry", stop_loss)
+        list_id = f"BRK-{cid}"
+        e.update(list_id=list_id, linked_ids=(sl["client_order_id"], tp["client_order_id"]))
+        sl.update(list_id=list_id, linked_ids=(tp["client_order_id"],))
+        tp.update(list_id=list_id, linked_ids=(sl["client_order_id"],))
+        self._check_funds([e, sl, tp])
+        return self._create([e, sl, tp], [True, False, False])
+
+    def cancel(self, client_order_id: str, ts: int | None = None) -> None:
+        """Ask the venue to cancel; an OCO leg cancels its whole list."""
+        self._check_ts(ts)
+        order = self.state.order(client_order_id)
+        if order.is_closed:
+            raise InvalidTransition(client_order_id, order.status.value, "cancel")
+        targets = [order]
+        if order.contingency is ContingencyType.OCO and not order.parent_id:
+            targets += [self.state.orders[i] for i in order.linked_ids]
+        for target in targets:
+            if target.status is OrderStatus.INITIALIZED:
+                self._emit(OrderCanceled, client_order_id=target.client_order_id, reason="canceled")
+            elif target.is_open and target.status is not OrderStatus.PENDING_CANCEL:
+                self._emit(OrderPendingCancel, client_order_id=target.client_order_id)
+                self.outbox.append(CancelOrder(target.client_order_id))
+
+    # -- venue reports ------------------------------------------------------------------
+    def _report(self, cls: type[Event], cid: str, ts_event: int | None, **fields: Any) -> bool:
+        """Apply a venue report; a repeat of a report already reflected is a no-op."""
+        order = self.state.order(cid)
+        try:
+            fields["client_order_id"] = cid
+            order.can_apply(cls(seq=0, ts_event=0, ts_recv=0, **fields))
+        except InvalidTransition:
+            if _already_reflected(order, cls):
+                return False
+            raise
+        self._emit(cls, ts_event, **fields)
+        if order.is_closed:
+            self._after_close(order)
+        return True
+
+    def on_accepted(self, cid: str, venue_order_id: str, ts_event: int | None = None) -> bool:
+        return self._report(OrderAccepted, cid, ts_event, venue_order_id=str(venue_order_id))
+
+    def on_rejected(self, cid: str, reason: str, ts_event: int | None = None) -> bool:
+        return self._report(OrderRejected, cid, ts_event, reason=reason)
+
+    def on_canceled(self, cid: str, ts_event: int | None = None, reason: str = "") -> bool:
+        return self._report(OrderCanceled, cid, ts_event, reason=reason)
+
+    def on_cancel_rejected(self, cid: str, reason: str, ts_event: int | None = None) -> bool:
+        return self._report(OrderCancelRejected, cid, ts_event, reason=reason)
+
+    def on_expired(self, cid: str, ts_event: int | None = None) -> bool:
+        return self._report(OrderExpired, cid, ts_event)
+
+    def on_triggered(self, cid: str, ts_event: int | None = None) -> bool:
+        return self._report(OrderTriggered, cid, ts_event)
+
+    def on_fill(
+        self,
+        cid: str,
+        trade_id: str,
+        qty: Decimal | int | str,
+        price: Decimal | int | str,
+        fee: Decimal | int | str = 0,
+        fee_asset: str = "",
+        liquidity: LiquiditySide = LiquiditySide.TAKER,
+        ts_event: int | None = None,
+    ) -> bool:
+        """Apply a fill; False if this trade id was already applied to the order."""
+        order = self.state.order(cid)
+        q = to_raw(qty, "qty")
+        p = to_raw(price, "price")
+        if q <= 0:
+            raise ValidationError("qty", "must be > 0", qty)
+        if p <= 0:
+            raise ValidationError("price", "must be > 0", price)
+        fee_money = money_to_raw(fee, "fee")
+        if not trade_id or not isinstance(trade_id, str):
+            raise ValidationError("trade_id", "must be a non-empty string", trade_id)
+        if trade_id in order.trade_ids:
+            self.duplicate_fills += 1
+            return False
+        inst = self.state.instruments[order.symbol]
+        asset = fee_asset or inst.quote
+        if fee_money < 0 and asset == inst.base:
+            raise ValidationError("fee", "a rebate is paid in the quote asset", fee)
+        if asset == inst.base and fee_money % SCALE:
+            raise ValidationError("fee", "a base-asset fee has at most 9 decimals", fee)
+        self._check_group_room(order, q)
+        self._emit(
+            OrderFilled,
+            ts_event,
+            client_order_id=cid,
+            trade_id=trade_id,
+            qty_raw=q,
+            price_raw=p,
+            fee_money=fee_money,
+            fee_asset=asset,
+            liquidity=liquidity,
+        )
+        self._after_fill(order)
+        if order.is_closed:
+            self._after_close(order)
+        return True
+
+    # -- linked orders ------------------------------------------------------------------
+    def _legs(self, order: Order) -> list[Order]:
+        return [order, *(self.state.orders[i] for i in order.linked_ids)]
+
+    def _cap(self, leg: Order) -> int:
+        """The quantity an OCO group may fill in total."""
+        if leg.parent_id:
+            return self._exit_cap(self.state.orders[leg.parent_id])
+        return leg.initial_qty_raw
+
+    def _exit_cap(self, entry: Order) -> int:
+        """What a bracket's exits may close: the entry's filled quantity, less a
+        commission the venue took in the base asset (a spot buy that paid 0.1 % in BTC
+        holds 0.999 BTC, and an exit for the gross amount would be refused)."""
+        inst = self.state.instruments[entry.symbol]
+        fee = entry.fees_money.get(inst.base, 0) if entry.side is OrderSide.BUY else 0
+        fee_qty = inst.round_qty(-(-fee // SCALE) + inst.step_raw - 1) if fee else 0
+        return max(entry.filled_qty_raw - fee_qty, 0)
+
+    def _check_group_room(self, order: Order, qty: int) -> None:
+        if order.contingency is not ContingencyType.OCO:
+            return
+        room = self._cap(order) - sum(leg.filled_qty_raw for leg in self._legs(order))
+        if qty > room:
+            raise OverfillError(order.client_order_id, from_raw(qty), from_raw(max(room, 0)))
+
+    def _after_fill(self, order: Order) -> None:
+        if order.contingency is ContingencyType.OTO:
+            children = [self.state.orders[i] for i in order.linked_ids]
+            cap = self._exit_cap(order)
+            for child in children:
+                if child.status is OrderStatus.INITIALIZED and cap > 0:
+                    self._emit(
+                        OrderUpdated,
+                        client_order_id=child.client_order_id,
+                        quantity_raw=cap,
+                        reason="entry filled",
+                    )
+                    self._emit(OrderSubmitted, client_order_id=child.client_order_id)
+                    self.outbox.append(SubmitOrder(child.client_order_id))
+            open_children = [c for c in children if not c.is_closed]
+            if open_children:
+                self._rebalance(open_children[0])
+            elif children and order.is_open:
+                self.alerts.append(
+                    f"{order.client_order_id}: filled after its exits closed; unprotected"
+                )
+        elif order.contingency is ContingencyType.OCO:
+            self._rebalance(order)
+
+    def _rebalance(self, leg: Order) -> None:
+        """Resize or cancel the open legs of ``leg``'s OCO group to what is left."""
+        legs = self._legs(leg)
+        room = self._cap(leg) - sum(x.filled_qty_raw for x in legs)
+        parent = self.state.orders.get(leg.parent_id) if leg.parent_id else None
+        for x in legs:
+            if x.is_closed or x.status is OrderStatus.INITIALIZED:
+                continue
+            if room > 0:
+                target = x.filled_qty_raw + room
+                if target != x.quantity_raw:
+                    self._emit(
+                        OrderUpdated,
+                        client_order_id=x.client_order_id,
+                        quantity_raw=target,
+                        reason="OCO resize",
+                    )
+                    self.outbox.append(ModifyOrder(x.client_order_id, target))
+            else:
+                self._emit(
+                    OrderCanceled, client_order_id=x.client_order_id, reason="OCO: sibling filled"
+                )
+                self.outbox.append(CancelOrder(x.client_order_id))
+        if (
+            room <= 0
+            and parent is not None
+            and parent.is_open
+            and parent.status is not OrderStatus.PENDING_CANCEL
+        ):
+            self._emit(OrderPendingCancel, client_order_id=parent.client_order_id)
+            self.outbox.append(CancelOrder(parent.client_order_id))
+
+    def _after_close(self, order: Order) -> None:
+        if order.contingency is ContingencyType.OTO and order.filled_qty_raw == 0:
+            for cid in order.linked_ids:
+                child = self.state.orders[cid]
+                if child.status is OrderStatus.INITIALIZED:
+                    self._emit(OrderCanceled, client_order_id=cid, reason="entry not filled")
+
+
+def _already_reflected(order: Order, cls: type[Event]) -> bool:
+    """A duplicate venue report: the order already shows what it says."""
+    status = order.status
+    if cls is OrderAccepted:
+        return status is not OrderStatus.INITIALIZED
+    if cls is OrderCanceled or cls is OrderExpired:
+        return status.is_closed
+    if cls is OrderTriggered:
+        return order.triggered or status.is_closed
+    return False

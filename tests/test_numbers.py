@@ -1,0 +1,88 @@
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot4.core.errors import ValidationError
+from bot4.core.numbers import (
+    MONEY_SCALE,
+    SCALE,
+    Rounding,
+    div_round,
+    from_raw,
+    money_from_raw,
+    money_to_raw,
+    to_raw,
+)
+
+nine_places = st.decimals(
+    min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=9, allow_nan=False
+)
+
+
+@given(nine_places)
+def test_raw_round_trip_is_exact(value: Decimal) -> None:
+    raw = to_raw(value, "price")
+    assert from_raw(raw) == value
+    assert raw == int(value * SCALE)
+
+
+@given(nine_places, nine_places)
+def test_price_times_quantity_lands_exactly_on_money_scale(p: Decimal, q: Decimal) -> None:
+    assert money_from_raw(to_raw(p, "p") * to_raw(q, "q")) == p * q
+
+
+@pytest.mark.parametrize(
+    "value, rule",
+    [
+        (0.1, "not a binary float"),
+        (True, "not a binary float"),
+        (Decimal("NaN"), "finite"),
+        (Decimal("Infinity"), "finite"),
+        ("-inf", "finite"),
+        ("abc", "not a number"),
+        ("0.0000000001", "decimal places"),
+        (None, "must be Decimal, int or str"),
+    ],
+)
+def test_bad_numbers_name_field_and_rule(value: object, rule: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        to_raw(value, "quantity")
+    assert err.value.field == "quantity"
+    assert rule in err.value.rule
+
+
+def test_strings_and_ints_are_accepted() -> None:
+    assert to_raw("1.5", "q") == 1_500_000_000
+    assert to_raw(2, "q") == 2 * SCALE
+    assert money_to_raw("0.000000000000000001", "fee") == 1
+    assert money_from_raw(MONEY_SCALE * 100_000) == Decimal(100000)
+    assert str(from_raw(100_000 * SCALE)) == "100000"  # no exponent notation
+
+
+@pytest.mark.parametrize(
+    "n, d, mode, expected",
+    [
+        (7, 2, Rounding.DOWN, 3),
+        (7, 2, Rounding.UP, 4),
+        (-7, 2, Rounding.DOWN, -4),
+        (-7, 2, Rounding.UP, -3),
+        (-7, 2, Rounding.TOWARD_ZERO, -3),
+        (7, 2, Rounding.TOWARD_ZERO, 3),
+        (5, 2, Rounding.HALF_EVEN, 2),
+        (7, 2, Rounding.HALF_EVEN, 4),
+        (7, -2, Rounding.DOWN, -4),
+        (6, 3, Rounding.UP, 2),
+    ],
+)
+def test_div_round_modes(n: int, d: int, mode: Rounding, expected: int) -> None:
+    assert div_round(n, d, mode) == expected
+
+
+@given(st.integers(-(10**30), 10**30), st.integers(1, 10**20))
+def test_div_round_brackets_true_quotient(n: int, d: int) -> None:
+    down = div_round(n, d, Rounding.DOWN)
+    up = div_round(n, d, Rounding.UP)
+    assert down * d <= n <= up * d
+    assert up - down == (0 if n % d == 0 else 1)
