@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderStatus, OrderType
-from bot4.core.errors import InsufficientBalance, SequenceError
+from bot4.core.errors import InsufficientBalance, JournalUnavailable, SequenceError
 from bot4.core.events import BalanceAdjusted
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE, money_to_raw, to_raw
@@ -257,8 +257,11 @@ def roundtrip(url: str) -> None:
         clock2 = TestClock(T0 + 100 * SEC)
         om2 = OrderManager(INSTRUMENTS, clock=clock2, journal=journal, state=state)
         assert sorted(state.open_orders) == sorted([ids["D"], ids["E"]])
+        # A repeat of a fill from before the restart is recognised from the replay.
+        assert om2.on_fill(ids["A"], "t-a2", "0.3", "29990", fee="8.997") is False
+        assert om2.duplicate_fills == 1
+        assert journal.last_seq == SCENARIO_EVENTS
         assert om2.on_fill(ids["D"], "t-d1", "0.01", "25000")
-        assert om2.on_fill(ids["D"], "t-d1", "0.01", "25000") is False  # replayed trade ids
         om2.deposit("BTC", "0.5")
         assert journal.last_seq == SCENARIO_EVENTS + 2
         assert replay(journal.read(), INSTRUMENTS).snapshot() == om2.state.snapshot()
@@ -643,3 +646,28 @@ def test_big_amounts_survive_the_journal(tmp_path: Path) -> None:
     assert ev == BalanceAdjusted(
         seq=1, ts_event=T0, ts_recv=T0 + 1, asset="USDT", amount_money=big, reason="deposit"
     )
+
+
+def test_manager_fails_closed_when_the_journal_cannot_write(tmp_path: Path) -> None:
+    """A second writer takes the next sequence number: the manager's write fails, it
+    refuses every later call, and the journal holds no half-written step."""
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    journal = SqlJournal(url)
+    om = OrderManager([BTCUSDT], clock=TestClock(T0), journal=journal)
+    om.deposit("USDT", "1000")
+    with SqlJournal(url) as intruder:
+        intruder.append(BalanceAdjusted(seq=2, ts_event=T0, ts_recv=T0, asset="X", amount_money=1))
+    seen: list[object] = []
+    om.listeners.append(seen.append)
+    with pytest.raises(JournalUnavailable):
+        om.submit_bracket(
+            OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.LIMIT, "0.01", "30000"),
+            "29000",
+            "31000",
+        )
+    assert seen == []  # listeners only ever see durable events
+    with pytest.raises(JournalUnavailable):
+        om.deposit("USDT", "1")
+    with SqlJournal(url) as reader:
+        kinds = [e.kind for e in reader.read()]
+    assert kinds == ["BalanceAdjusted", "BalanceAdjusted"]  # none of the bracket's 4 events

@@ -10,8 +10,8 @@ from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from bot4.core.errors import (
     DuplicateClientOrderId,
-    InsufficientBalance,
     InstrumentRuleViolation,
+    InsufficientBalance,
     InvalidTransition,
     OverfillError,
     TimestampOutOfWindow,
@@ -336,3 +336,19 @@ def test_dedup_store_stays_bounded_over_weeks() -> None:
     assert len(store) == 120  # an hour of ids at one per 30 s
     assert not store.add("id-49999", t)
     assert store.add("id-0", t)  # long expired: may be used again
+
+
+@pytest.mark.parametrize(
+    "price, ok", [("250000", True), ("250000.01", False), ("10000", True), ("9999.99", False)]
+)
+def test_percent_price_band_around_reference(om: OrderManager, price: str, ok: bool) -> None:
+    om.set_reference_price("BTCUSDT", "50000")  # band [10000, 250000]: 0.2x .. 5x
+    req = limit(SELL, "0.001", price)
+    if ok:
+        assert om.submit(req).price == Decimal(price)
+    else:
+        before = om.state.snapshot()
+        with pytest.raises(InstrumentRuleViolation) as err:
+            om.submit(req)
+        assert err.value.rule == "PERCENT_PRICE"
+        assert om.state.snapshot() == before

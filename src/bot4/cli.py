@@ -41,6 +41,9 @@ def demo(
     from bot4.demo import run_demo
 
     path = journal or Path(tempfile.mkdtemp(prefix="bot4-demo-")) / "journal.db"
+    if path.exists():
+        console.print(f"[red]--journal {path} exists[/]: the demo writes a new journal")
+        raise typer.Exit(2)
     result = run_demo(path)
     console.rule("[bold]bot4 core demo: BTCUSDT bracket order")
     for i, step in enumerate(result.steps, 1):

@@ -117,3 +117,10 @@ class SequenceError(Bot4Error):
         kind = "gap" if got > expected else "out-of-order or duplicate"
         super().__init__(f"sequence {kind}: expected {expected}, got {got}")
         self.kind = kind
+
+
+class JournalUnavailable(Bot4Error):
+    """The journal could not persist events: the manager fails closed and refuses every
+    further call; restart it from the journal (the source of truth)."""
+
+    code = "JOURNAL_UNAVAILABLE"

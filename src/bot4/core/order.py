@@ -198,9 +198,11 @@ class Order:
     def leaves_qty(self) -> Decimal:
         return from_raw(self.leaves_qty_raw)
 
-    def apply(self, event: Event) -> None:
-        """Fold one event into the order (after ``can_apply`` said it is legal)."""
-        new_status = self.can_apply(event)
+    def apply(self, event: Event, new_status: OrderStatus | None = None) -> None:
+        """Fold one event into the order; ``new_status`` is what ``can_apply`` returned
+        for it, if the caller already asked."""
+        if new_status is None:
+            new_status = self.can_apply(event)
         if isinstance(event, OrderFilled):
             self.filled_qty_raw += event.qty_raw
             self.fill_notional_money += event.qty_raw * event.price_raw

@@ -130,22 +130,29 @@ class SqlJournal:
             raise
         self._last_seq = expected - 1
 
-    def records(self, from_seq: int = 1) -> Iterator[tuple[int, Event]]:
-        """(row id, event) in write order, starting at ``from_seq``."""
-        stmt = (
-            select(events_table)
-            .where(events_table.c.seq >= from_seq)
-            .order_by(events_table.c.id)
-            .execution_options(yield_per=5000)
-        )
-        with self.engine.connect() as conn:
-            for row in conn.execute(stmt):
+    def records(self, from_seq: int = 1, page: int = 5000) -> Iterator[tuple[int, Event]]:
+        """(row id, event) in write order, starting at ``from_seq``.  Reads in pages,
+        each in its own short transaction, so an abandoned iterator holds nothing open."""
+        last_id = -1
+        while True:
+            stmt = (
+                select(events_table)
+                .where(events_table.c.seq >= from_seq, events_table.c.id > last_id)
+                .order_by(events_table.c.id)
+                .limit(page)
+            )
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
                 yield (
                     row.id,
                     event_from_record(
                         row.kind, row.seq, row.ts_event, row.ts_recv, json.loads(row.payload)
                     ),
                 )
+            if len(rows) < page:
+                return
+            last_id = rows[-1].id
 
     def read(self, from_seq: int = 1) -> Iterator[Event]:
         for _row_id, ev in self.records(from_seq):

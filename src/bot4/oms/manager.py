@@ -20,11 +20,12 @@ Linked orders are kept consistent in the same step as the fill that affects them
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from bot4.core.clock import Clock, LiveClock
 from bot4.core.enums import (
@@ -39,6 +40,7 @@ from bot4.core.errors import (
     DuplicateClientOrderId,
     InsufficientBalance,
     InvalidTransition,
+    JournalUnavailable,
     OverfillError,
     UnknownInstrument,
     ValidationError,
@@ -70,7 +72,34 @@ CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrd
 
 
 class EventSink(Protocol):
-    def append(self, event: Event) -> None: ...
+    def append_many(self, events: Iterable[Event]) -> None: ...
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _step(
+    method: Callable[Concatenate[OrderManager, P], R],
+) -> Callable[Concatenate[OrderManager, P], R]:
+    """One public call = one journal transaction: the events a call emits (an order and
+    its submission, a fill and the OCO resizes it causes) are written together, and only
+    then shown to listeners.  If the journal fails, the manager refuses every later call
+    (fail closed): its memory is ahead of the journal, and a restart replays the journal."""
+
+    @functools.wraps(method)
+    def wrapper(self: OrderManager, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.failed is not None:
+            raise JournalUnavailable(f"journal failed earlier: {self.failed!r}; restart")
+        self._depth += 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._pending:
+                self._flush()
+
+    return wrapper
 
 
 class OrderManager:
@@ -93,6 +122,10 @@ class OrderManager:
         self.outbox: deque[Command] = deque()
         self.listeners: list[Callable[[Event], None]] = []
         self.duplicate_fills = 0
+        self.reference_prices: dict[str, int] = {}
+        self.failed: BaseException | None = None
+        self._pending: list[Event] = []
+        self._depth = 0
         self.alerts: list[str] = []
         for order in self.state.orders.values():  # a replayed state keeps its ids
             self.dedup.add(order.client_order_id, order.ts_init)
@@ -107,12 +140,22 @@ class OrderManager:
             **fields,
         )
         self.state.apply(event)
-        if self.journal is not None:
-            self.journal.append(event)
-        for listener in self.listeners:
-            listener(event)
+        self._pending.append(event)
         return event
 
+    def _flush(self) -> None:
+        events, self._pending = self._pending, []
+        if self.journal is not None:
+            try:
+                self.journal.append_many(events)
+            except Exception as exc:
+                self.failed = exc
+                raise JournalUnavailable(f"journal write failed: {exc!r}") from exc
+        for event in events:
+            for listener in self.listeners:
+                listener(event)
+
+    @_step
     def deposit(self, asset: str, amount: Decimal | int | str, reason: str = "deposit") -> None:
         """Credit (or with a negative amount, debit) an asset outside trading."""
         if not asset or not isinstance(asset, str):
@@ -123,6 +166,16 @@ class OrderManager:
         if money < 0 and self.state.account.available(asset) + money < 0:
             raise InsufficientBalance("amount", "withdrawal exceeds free balance", amount)
         self._emit(BalanceAdjusted, asset=asset, amount_money=money, reason=reason)
+
+    def set_reference_price(self, symbol: str, price: Decimal | int | str) -> None:
+        """The price that PERCENT_PRICE bands limit prices around (a last trade or a
+        mid price); orders for a symbol with no reference are not band-checked."""
+        if symbol not in self.state.instruments:
+            raise UnknownInstrument(symbol)
+        raw = to_raw(price, "reference_price")
+        if raw <= 0:
+            raise ValidationError("reference_price", "must be > 0", price)
+        self.reference_prices[symbol] = raw
 
     # -- validation ---------------------------------------------------------------------
     def _next_client_id(self, taken: set[str]) -> str:
@@ -170,6 +223,8 @@ class OrderManager:
             price = to_raw(req.price, "price")
             inst.check_price(price)
             inst.check_notional(price, qty)
+            if req.symbol in self.reference_prices:
+                inst.check_percent_price(price, self.reference_prices[req.symbol])
         elif req.price is not None:
             raise ValidationError("price", f"not allowed for {otype.value}", req.price)
         trigger = 0
@@ -262,6 +317,7 @@ class OrderManager:
         return [self.state.orders[s["client_order_id"]] for s in specs]
 
     # -- strategy commands --------------------------------------------------------------
+    @_step
     def submit(self, request: OrderRequest, ts: int | None = None) -> Order:
         """Validate, journal and queue one order for the venue."""
         self._check_ts(ts)
@@ -269,6 +325,7 @@ class OrderManager:
         self._check_funds([spec])
         return self._create([spec], [True])[0]
 
+    @_step
     def submit_oco(
         self, first: OrderRequest, second: OrderRequest, ts: int | None = None
     ) -> list[Order]:
@@ -290,6 +347,7 @@ class OrderManager:
         self._check_funds([a, b])
         return self._create([a, b], [True, True])
 
+    @_step
     def submit_bracket(
         self,
         entry: OrderRequest,
@@ -341,6 +399,7 @@ class OrderManager:
         self._check_funds([e, sl, tp])
         return self._create([e, sl, tp], [True, False, False])
 
+    @_step
     def cancel(self, client_order_id: str, ts: int | None = None) -> None:
         """Ask the venue to cancel; an OCO leg cancels its whole list."""
         self._check_ts(ts)
@@ -358,17 +417,16 @@ class OrderManager:
                 self.outbox.append(CancelOrder(target.client_order_id))
 
     # -- venue reports ------------------------------------------------------------------
-    def _report(self, cls: type[Event], cid: str, ts_event: int | None, **fields: Any) -> bool:
+    @_step
+    def _report(self, cls: type[Event], cid: str, ts_event: int | None, /, **fields: Any) -> bool:
         """Apply a venue report; a repeat of a report already reflected is a no-op."""
         order = self.state.order(cid)
         try:
-            fields["client_order_id"] = cid
-            order.can_apply(cls(seq=0, ts_event=0, ts_recv=0, **fields))
+            self._emit(cls, ts_event, client_order_id=cid, **fields)
         except InvalidTransition:
             if _already_reflected(order, cls):
                 return False
             raise
-        self._emit(cls, ts_event, **fields)
         if order.is_closed:
             self._after_close(order)
         return True
@@ -391,6 +449,7 @@ class OrderManager:
     def on_triggered(self, cid: str, ts_event: int | None = None) -> bool:
         return self._report(OrderTriggered, cid, ts_event)
 
+    @_step
     def on_fill(
         self,
         cid: str,

@@ -139,7 +139,7 @@ class TradingState:
         if order is None:
             raise UnknownOrder(cid)
         was = order.status
-        order.can_apply(event)  # raises before anything changes
+        new_status = order.can_apply(event)  # raises before anything changes
         account = self.account
         asset, unit = self.lock_unit(order)
         if was is OrderStatus.INITIALIZED and event.kind == "OrderSubmitted":
@@ -149,7 +149,7 @@ class TradingState:
             self._take_lock(order, asset, unit)
         if isinstance(event, OrderFilled):
             self._fill(order, event, asset, unit)
-        order.apply(event)
+        order.apply(event, new_status)
         if isinstance(event, OrderUpdated):
             self._resize_lock(order, asset, unit)
         if order.status.is_closed:
