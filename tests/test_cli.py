@@ -48,3 +48,17 @@ def test_journal_verify_reports_a_gap(tmp_path: Path) -> None:
     out = run("journal", "verify", str(journal))
     assert out.returncode == 1
     assert "gap" in out.stdout and "expected seq 5, got 6" in out.stdout
+
+
+def test_risk_profile_print_edit_check(tmp_path: Path) -> None:
+    out = run("risk", "profile")
+    assert out.returncode == 0 and 'max_drawdown_pct = "0.15"' in out.stdout
+    path = tmp_path / "risk.toml"
+    path.write_text(
+        out.stdout.replace('max_position_pct_equity = "0.02"', 'max_position_pct_equity = "0.05"')
+    )
+    checked = run("risk", "check", str(path))
+    assert checked.returncode == 0 and "0.05" in checked.stdout
+    path.write_text('[limits]\nmax_open_orders = "many"\n')
+    bad = run("risk", "check", str(path))
+    assert bad.returncode == 2 and "limits.max_open_orders" in bad.stdout

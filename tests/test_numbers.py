@@ -1,4 +1,4 @@
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from hypothesis import given
@@ -30,7 +30,8 @@ def test_raw_round_trip_is_exact(value: Decimal) -> None:
 
 @given(nine_places, nine_places)
 def test_price_times_quantity_lands_exactly_on_money_scale(p: Decimal, q: Decimal) -> None:
-    assert money_from_raw(to_raw(p, "p") * to_raw(q, "q")) == p * q
+    exact = Context(prec=100).multiply(p, q)  # the default context would round at 28 digits
+    assert money_from_raw(to_raw(p, "p") * to_raw(q, "q")) == exact
 
 
 @pytest.mark.parametrize(
@@ -86,3 +87,13 @@ def test_div_round_brackets_true_quotient(n: int, d: int) -> None:
     up = div_round(n, d, Rounding.UP)
     assert down * d <= n <= up * d
     assert up - down == (0 if n % d == 0 else 1)
+
+
+def test_huge_values_stay_exact_beyond_28_digits() -> None:
+    # Decimal's default context would round these (28 significant digits).
+    assert to_raw("12345678901234567890.123456789", "q") == 12345678901234567890123456789
+    assert from_raw(12345678901234567890123456789) == Decimal("12345678901234567890.123456789")
+    assert money_from_raw(12345678901234567890123456789) == Decimal(
+        "12345678901.234567890123456789"
+    )
+    assert to_raw("99999999999999999999.999999999", "q") == 10**29 - 1

@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 journal_app = typer.Typer(help="Inspect an event journal.", no_args_is_help=True)
 app.add_typer(journal_app, name="journal")
+risk_app = typer.Typer(help="The risk profile every order must pass.", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
 console = Console()
 
 
@@ -129,6 +131,33 @@ def journal_show(
                 table.add_row(str(ev.seq), str(ev.ts_event), ev.kind, json.dumps(payload))
         if not as_json:
             console.print(table)
+
+
+@risk_app.command("profile")
+def risk_profile() -> None:
+    """Print the default risk profile (save it, edit it, pass it to bot4)."""
+    from bot4.risk.profile import DEFAULT_PROFILE_TEXT
+
+    print(DEFAULT_PROFILE_TEXT, end="")
+
+
+@risk_app.command("check")
+def risk_check(path: Annotated[Path, typer.Argument(help="A risk profile TOML file.")]) -> None:
+    """Validate a risk profile file and print its rules; exit 2 on a bad file."""
+    from bot4.core.errors import ValidationError
+    from bot4.risk.profile import RiskProfile
+
+    try:
+        profile = RiskProfile.load(path)
+    except (OSError, ValidationError) as err:
+        console.print(f"[red]{path}[/]: {err}")
+        raise typer.Exit(2) from None
+    table = Table("rule", "value", title=f"{path} ({profile.quote_currency})")
+    for section in (profile.limits, profile.kill_switch):
+        for name in section.__dataclass_fields__:
+            table.add_row(name, str(getattr(section, name)))
+    table.add_row("recovery stages", ", ".join(f"{a}s: {s}" for a, s in profile.stages))
+    console.print(table)
 
 
 def _url(value: str) -> str:

@@ -167,6 +167,33 @@ class OrderFilled(Event):
     kind: ClassVar[str] = "OrderFilled"
 
 
+@dataclass(frozen=True, slots=True)
+class OrderDenied(Event):
+    """The risk engine refused an order before it entered the order path.  Journaled so
+    every denial has a durable reason; it changes no order, position or balance."""
+
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    quantity_raw: int
+    price_raw: int
+    reason: str
+    message: str
+    client_order_id: str = ""
+
+    kind: ClassVar[str] = "OrderDenied"
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStateChanged(Event):
+    """ACTIVE / REDUCING / HALTED, and why (a kill-switch trip, a reset, a stage)."""
+
+    trading_state: str
+    reason: str
+
+    kind: ClassVar[str] = "TradingStateChanged"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -182,6 +209,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderTriggered,
         OrderUpdated,
         OrderFilled,
+        OrderDenied,
+        TradingStateChanged,
     )
 }
 

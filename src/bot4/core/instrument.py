@@ -20,6 +20,7 @@ from bot4.core.numbers import (
     from_raw,
     to_decimal,
     to_raw,
+    to_raw_rounded,
 )
 
 
@@ -96,12 +97,14 @@ class Instrument:
         return div_round(qty_raw, self.step_raw, Rounding.DOWN) * self.step_raw
 
     def make_price(self, value: NumberLike, side: OrderSide) -> Decimal:
-        """Decimal price rounded to the tick toward the safe side for ``side``."""
-        return from_raw(self.round_price(to_raw(value, "price"), side))
+        """Decimal price (any precision) rounded to the tick toward the safe side for
+        ``side``: a buy never pays more, a sell never takes less than asked."""
+        mode = Rounding.DOWN if side is OrderSide.BUY else Rounding.UP
+        return from_raw(self.round_price(to_raw_rounded(value, "price", mode), side))
 
     def make_qty(self, value: NumberLike) -> Decimal:
-        """Decimal quantity rounded down to the step."""
-        return from_raw(self.round_qty(to_raw(value, "quantity")))
+        """Decimal quantity (any precision) rounded down to the step."""
+        return from_raw(self.round_qty(to_raw_rounded(value, "quantity", Rounding.DOWN)))
 
     # -- validation -----------------------------------------------------------------
     def check_price(self, price_raw: int, field_name: str = "price") -> None:

@@ -13,7 +13,7 @@ binary floats, NaN and infinities with a ``ValidationError`` naming the field.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from enum import Enum
 from typing import Final
 
@@ -23,6 +23,11 @@ MONEY_PRECISION: Final = 2 * PRECISION
 MONEY_SCALE: Final = SCALE * SCALE
 
 NumberLike = Decimal | int | str
+
+# Decimal's default context rounds at 28 significant digits.  Every Decimal operation
+# here runs in this one instead: wide enough for any amount bot4 handles, and trapping
+# Inexact so that a value that would have to round raises instead of changing.
+_EXACT = Context(prec=120, Emax=10**6, Emin=-(10**6), traps=[InvalidOperation, Inexact, Overflow])
 
 
 class Rounding(Enum):
@@ -60,38 +65,67 @@ def to_decimal(value: object, field: str) -> Decimal:
     return dec
 
 
+def _scale(dec: Decimal, places: int, field: str, value: object) -> Decimal:
+    try:
+        return dec.scaleb(places, _EXACT)
+    except (Inexact, Overflow):
+        raise _validation_error(field, "too many significant digits", value) from None
+
+
 def to_raw(value: object, field: str) -> int:
     """Exact raw integer (units of 1e-9) for a price or quantity given at the edge."""
-    dec = to_decimal(value, field)
-    scaled = dec.scaleb(PRECISION)
-    if scaled != scaled.to_integral_value():
+    if isinstance(value, str):
+        try:
+            dec = Decimal(value)
+        except InvalidOperation:
+            raise _validation_error(field, "not a number", value) from None
+    elif isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return value * SCALE
+    else:
+        dec = to_decimal(value, field)  # refuses floats, bools and the rest
+    if not dec.is_finite():
+        raise _validation_error(field, "must be finite", value)
+    scaled = _scale(dec, PRECISION, field, value)
+    n = int(scaled)
+    if n != scaled:
         raise _validation_error(field, f"more than {PRECISION} decimal places", value)
-    return int(scaled)
+    return n
 
 
 def _plain(value: Decimal) -> Decimal:
     """Strip trailing zeros without switching to exponent notation (1E+5 -> 100000)."""
-    value = value.normalize()
-    return value.quantize(_ONE) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
+    value = value.normalize(_EXACT)
+    if value.as_tuple().exponent > 0:  # type: ignore[operator]
+        return value.quantize(_ONE, context=_EXACT)
+    return value
 
 
 _ONE = Decimal(1)
 
 
+def to_raw_rounded(value: object, field: str, mode: Rounding) -> int:
+    """Raw integer for a value with any number of decimals, rounded explicitly (for
+    sizes computed from ratios, e.g. cash / price); still refuses floats and NaN."""
+    scaled = _scale(to_decimal(value, field), PRECISION, field, value)
+    num, den = scaled.as_integer_ratio()
+    return div_round(num, den, mode)
+
+
 def from_raw(raw: int) -> Decimal:
     """Decimal value of a raw price or quantity; exact."""
-    return _plain(Decimal(raw).scaleb(-PRECISION)) if raw else Decimal(0)
+    return _plain(Decimal(raw).scaleb(-PRECISION, _EXACT)) if raw else Decimal(0)
 
 
 def money_from_raw(raw: int) -> Decimal:
     """Decimal value of a raw money amount (units of 1e-18); exact."""
-    return _plain(Decimal(raw).scaleb(-MONEY_PRECISION)) if raw else Decimal(0)
+    return _plain(Decimal(raw).scaleb(-MONEY_PRECISION, _EXACT)) if raw else Decimal(0)
 
 
 def money_to_raw(value: object, field: str) -> int:
     """Exact raw money integer (units of 1e-18) for an amount given at the edge."""
-    dec = to_decimal(value, field)
-    scaled = dec.scaleb(MONEY_PRECISION)
+    scaled = _scale(to_decimal(value, field), MONEY_PRECISION, field, value)
     if scaled != scaled.to_integral_value():
         raise _validation_error(field, f"more than {MONEY_PRECISION} decimal places", value)
     return int(scaled)

@@ -156,6 +156,12 @@ class OrderManager:
                 listener(event)
 
     @_step
+    def record(self, cls: type[Event], /, **fields: Any) -> Event:
+        """Journal a fact that is not an order command: a risk denial, a trading-state
+        change.  It goes through the same sequence, fold and transaction as the rest."""
+        return self._emit(cls, **fields)
+
+    @_step
     def deposit(self, asset: str, amount: Decimal | int | str, reason: str = "deposit") -> None:
         """Credit (or with a negative amount, debit) an asset outside trading."""
         if not asset or not isinstance(asset, str):
@@ -352,11 +358,12 @@ class OrderManager:
         self,
         entry: OrderRequest,
         stop_loss: Decimal | int | str,
-        take_profit: Decimal | int | str,
+        take_profit: Decimal | int | str | None = None,
         ts: int | None = None,
     ) -> list[Order]:
-        """Entry plus a protective stop-market and a take-profit limit (an OCO pair
-        released by the entry's fills).  Returns [entry, stop_loss, take_profit]."""
+        """Entry plus a protective stop-market and, optionally, a take-profit limit (an
+        OCO pair released by the entry's fills).  Returns [entry, stop_loss(,
+        take_profit)]."""
         self._check_ts(ts)
         exit_side = entry.side.opposite
         e = self._build(entry, None, set(), contingency=ContingencyType.OTO)
@@ -369,35 +376,44 @@ class OrderManager:
             trigger_price=stop_loss,
             reduce_only=True,
         )
-        tp_req = OrderRequest(
-            entry.symbol,
-            exit_side,
-            OrderType.LIMIT,
-            entry.quantity,
-            price=take_profit,
-            reduce_only=True,
-        )
-        tp = self._build(tp_req, f"{cid}-TP", {cid}, parent_id=cid, contingency=ContingencyType.OCO)
+        taken = {cid}
+        tp: dict[str, Any] | None = None
+        if take_profit is not None:
+            tp_req = OrderRequest(
+                entry.symbol,
+                exit_side,
+                OrderType.LIMIT,
+                entry.quantity,
+                price=take_profit,
+                reduce_only=True,
+            )
+            tp = self._build(
+                tp_req, f"{cid}-TP", taken, parent_id=cid, contingency=ContingencyType.OCO
+            )
+            taken.add(tp["client_order_id"])
         sl = self._build(
             sl_req,
             f"{cid}-SL",
-            {cid, tp["client_order_id"]},
+            taken,
             parent_id=cid,
             contingency=ContingencyType.OCO,
-            shares_lock=True,
+            shares_lock=tp is not None,  # the take-profit holds the pair's lock
         )
-        if (sl["trigger_raw"] - tp["price_raw"]) * entry.side.sign >= 0:
+        if tp is not None and (sl["trigger_raw"] - tp["price_raw"]) * entry.side.sign >= 0:
             raise ValidationError(
                 "stop_loss", "must be on the losing side of take_profit", stop_loss
             )
         if e["price_raw"] and (sl["trigger_raw"] - e["price_raw"]) * entry.side.sign >= 0:
             raise ValidationError("stop_loss", "must be on the losing side of the entry", stop_loss)
         list_id = f"BRK-{cid}"
-        e.update(list_id=list_id, linked_ids=(sl["client_order_id"], tp["client_order_id"]))
-        sl.update(list_id=list_id, linked_ids=(tp["client_order_id"],))
-        tp.update(list_id=list_id, linked_ids=(sl["client_order_id"],))
-        self._check_funds([e, sl, tp])
-        return self._create([e, sl, tp], [True, False, False])
+        exits = [sl] if tp is None else [sl, tp]
+        e.update(list_id=list_id, linked_ids=tuple(x["client_order_id"] for x in exits))
+        for x in exits:
+            others = tuple(y["client_order_id"] for y in exits if y is not x)
+            x.update(list_id=list_id, linked_ids=others)
+        specs = [e, *exits]
+        self._check_funds(specs)
+        return self._create(specs, [True] + [False] * len(exits))
 
     @_step
     def cancel(self, client_order_id: str, ts: int | None = None) -> None:

@@ -30,10 +30,12 @@ from bot4.core.events import (
     BalanceAdjusted,
     Event,
     OrderAccepted,
+    OrderDenied,
     OrderFilled,
     OrderInitialized,
     OrderTriggered,
     OrderUpdated,
+    TradingStateChanged,
 )
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE
@@ -45,7 +47,16 @@ _TAKES_LOCK = (OrderAccepted, OrderTriggered, OrderFilled)
 
 
 class TradingState:
-    __slots__ = ("account", "instruments", "last_seq", "open_orders", "orders", "positions")
+    __slots__ = (
+        "account",
+        "denials",
+        "instruments",
+        "last_seq",
+        "open_orders",
+        "orders",
+        "positions",
+        "trading_state",
+    )
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument]) -> None:
         items = instruments.values() if isinstance(instruments, Mapping) else instruments
@@ -55,6 +66,8 @@ class TradingState:
         self.positions: dict[str, Position] = {}
         self.account = Account()
         self.last_seq = 0
+        self.trading_state = "ACTIVE"
+        self.denials = 0
 
     # -- queries ------------------------------------------------------------------------
     def order(self, client_order_id: str) -> Order:
@@ -106,6 +119,8 @@ class TradingState:
             sorted(self.open_orders),
             sorted((s, p.snapshot()) for s, p in self.positions.items()),
             self.account.snapshot(),
+            self.trading_state,
+            self.denials,
         )
 
     # -- the fold -----------------------------------------------------------------------
@@ -117,6 +132,10 @@ class TradingState:
             self._initialize(event)
         elif isinstance(event, BalanceAdjusted):
             self.account.add_free(event.asset, event.amount_money)
+        elif isinstance(event, OrderDenied):
+            self.denials += 1
+        elif isinstance(event, TradingStateChanged):
+            self.trading_state = event.trading_state
         else:
             self._order_event(event)
         self.last_seq = event.seq

@@ -1,0 +1,89 @@
+"""What the risk engine knows of the market: reference prices, their age, and a
+rolling history of returns sampled on a fixed time grid.
+
+The grid matters: correlation between two symbols is only meaningful on returns over
+the same intervals, so every symbol's last price is sampled at each grid boundary.
+Statistics (correlations, covariance) are floats -- analytics, not money -- computed
+once per new sample and cached, so a pre-trade check reads them in O(1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bot4.core.numbers import SCALE
+
+
+class MarketState:
+    __slots__ = (
+        "_cov",
+        "_cov_symbols",
+        "_history",
+        "_slot",
+        "interval_ns",
+        "last_prices",
+        "last_update_ns",
+        "window",
+    )
+
+    def __init__(self, interval_ns: int, window: int) -> None:
+        if interval_ns <= 0 or window < 2:
+            raise ValueError("interval_ns must be > 0 and window >= 2")
+        self.interval_ns = interval_ns
+        self.window = window
+        self.last_prices: dict[str, int] = {}
+        self.last_update_ns: dict[str, int] = {}
+        self._history: dict[str, deque[float]] = {}
+        self._slot: int | None = None
+        self._cov: NDArray[np.float64] | None = None
+        self._cov_symbols: list[str] = []
+
+    def update(self, symbol: str, price_raw: int, ts_ns: int) -> None:
+        """A new reference price.  Crossing a grid boundary first samples every
+        symbol's previous price, so a sample means 'the price at the boundary'."""
+        slot = ts_ns // self.interval_ns
+        if self._slot is None:
+            self._slot = slot
+        elif slot > self._slot:
+            self._sample()
+            self._slot = slot
+        self.last_prices[symbol] = price_raw
+        self.last_update_ns[symbol] = ts_ns
+
+    def _sample(self) -> None:
+        for symbol, price in self.last_prices.items():
+            hist = self._history.get(symbol)
+            if hist is None:
+                hist = self._history[symbol] = deque(maxlen=self.window + 1)
+            hist.append(math.log(price / SCALE))
+        self._cov = None
+
+    def samples(self, symbol: str) -> int:
+        """Number of returns available for ``symbol``."""
+        hist = self._history.get(symbol)
+        return max(len(hist) - 1, 0) if hist else 0
+
+    def returns(self, symbols: list[str], n: int) -> NDArray[np.float64]:
+        """The last ``n`` aligned log returns of each symbol, one row per symbol."""
+        rows = []
+        for symbol in symbols:
+            hist = np.fromiter(self._history[symbol], dtype=np.float64)
+            rows.append(np.diff(hist)[-n:])
+        return np.vstack(rows) if rows else np.empty((0, n))
+
+    def covariance(self) -> tuple[list[str], NDArray[np.float64]]:
+        """Covariance of returns over the common window, cached until the next sample."""
+        if self._cov is None:
+            symbols = sorted(s for s in self._history if self.samples(s) >= 2)
+            n = min((self.samples(s) for s in symbols), default=0)
+            if n >= 2:
+                self._cov = np.atleast_2d(np.cov(self.returns(symbols, n)))
+            else:
+                symbols = []
+                self._cov = np.empty((0, 0))
+            self._cov_symbols = symbols
+        return self._cov_symbols, self._cov
