@@ -4,18 +4,7 @@ Every call validates completely, then emits events; each event is applied to the
 ``TradingState`` (which checks it again) and appended to the journal.  A call that
 raises has emitted nothing, so state and journal are exactly as before.
 
-Linked orders are kept consistent in the same step as the fill that affects them:
-
-* OCO: the legs share one quantity.  A partial fill on one leg reduces the others to
-  what is left; a complete fill cancels them.  Before any fill on a leg is applied,
-  the manager checks that the legs together stay within their shared quantity, so no
-  sequence of reports can make them over-fill (an excess is an ``OverfillError`` for
-  reconciliation, not a position).
-* Bracket: entry + stop-loss + take-profit.  The exits wait (INITIALIZED) until the
-  entry first fills, are released with the filled quantity, grow with each further
-  entry fill, and are an OCO pair capped by the entry's filled quantity.  If the exits
-  close the whole filled quantity while the entry is still working, the entry's rest
-  is cancelled (the trade is over); if the entry ends unfilled, the exits are cancelled.
+Linked orders (OCO, brackets) follow the rules in ``bot4.oms.linked``.
 """
 
 from __future__ import annotations
@@ -41,7 +30,6 @@ from bot4.core.errors import (
     InsufficientBalance,
     InvalidTransition,
     JournalUnavailable,
-    OverfillError,
     UnknownInstrument,
     ValidationError,
 )
@@ -58,14 +46,14 @@ from bot4.core.events import (
     OrderRejected,
     OrderSubmitted,
     OrderTriggered,
-    OrderUpdated,
 )
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE, from_raw, money_from_raw, money_to_raw, to_raw
 from bot4.core.order import Order
 from bot4.core.timestamps import TimestampGuard
 from bot4.oms.idempotency import BoundedTTLSet
-from bot4.oms.requests import CancelOrder, Command, ModifyOrder, OrderRequest, SubmitOrder
+from bot4.oms.linked import LinkedOrders
+from bot4.oms.requests import CancelOrder, Command, OrderRequest, SubmitOrder
 from bot4.oms.state import TradingState
 
 CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId rule
@@ -123,6 +111,7 @@ class OrderManager:
         self.listeners: list[Callable[[Event], None]] = []
         self.duplicate_fills = 0
         self.reference_prices: dict[str, int] = {}
+        self.linked = LinkedOrders(self)
         self.failed: BaseException | None = None
         self._pending: list[Event] = []
         self._depth = 0
@@ -444,7 +433,7 @@ class OrderManager:
                 return False
             raise
         if order.is_closed:
-            self._after_close(order)
+            self.linked.after_close(order)
         return True
 
     def on_accepted(self, cid: str, venue_order_id: str, ts_event: int | None = None) -> bool:
@@ -497,7 +486,7 @@ class OrderManager:
             raise ValidationError("fee", "a rebate is paid in the quote asset", fee)
         if asset == inst.base and fee_money % SCALE:
             raise ValidationError("fee", "a base-asset fee has at most 9 decimals", fee)
-        self._check_group_room(order, q)
+        self.linked.check_room(order, q)
         self._emit(
             OrderFilled,
             ts_event,
@@ -509,99 +498,10 @@ class OrderManager:
             fee_asset=asset,
             liquidity=liquidity,
         )
-        self._after_fill(order)
+        self.linked.after_fill(order)
         if order.is_closed:
-            self._after_close(order)
+            self.linked.after_close(order)
         return True
-
-    # -- linked orders ------------------------------------------------------------------
-    def _legs(self, order: Order) -> list[Order]:
-        return [order, *(self.state.orders[i] for i in order.linked_ids)]
-
-    def _cap(self, leg: Order) -> int:
-        """The quantity an OCO group may fill in total."""
-        if leg.parent_id:
-            return self._exit_cap(self.state.orders[leg.parent_id])
-        return leg.initial_qty_raw
-
-    def _exit_cap(self, entry: Order) -> int:
-        """What a bracket's exits may close: the entry's filled quantity, less a
-        commission the venue took in the base asset (a spot buy that paid 0.1 % in BTC
-        holds 0.999 BTC, and an exit for the gross amount would be refused)."""
-        inst = self.state.instruments[entry.symbol]
-        fee = entry.fees_money.get(inst.base, 0) if entry.side is OrderSide.BUY else 0
-        fee_qty = inst.round_qty(-(-fee // SCALE) + inst.step_raw - 1) if fee else 0
-        return max(entry.filled_qty_raw - fee_qty, 0)
-
-    def _check_group_room(self, order: Order, qty: int) -> None:
-        if order.contingency is not ContingencyType.OCO:
-            return
-        room = self._cap(order) - sum(leg.filled_qty_raw for leg in self._legs(order))
-        if qty > room:
-            raise OverfillError(order.client_order_id, from_raw(qty), from_raw(max(room, 0)))
-
-    def _after_fill(self, order: Order) -> None:
-        if order.contingency is ContingencyType.OTO:
-            children = [self.state.orders[i] for i in order.linked_ids]
-            cap = self._exit_cap(order)
-            for child in children:
-                if child.status is OrderStatus.INITIALIZED and cap > 0:
-                    self._emit(
-                        OrderUpdated,
-                        client_order_id=child.client_order_id,
-                        quantity_raw=cap,
-                        reason="entry filled",
-                    )
-                    self._emit(OrderSubmitted, client_order_id=child.client_order_id)
-                    self.outbox.append(SubmitOrder(child.client_order_id))
-            open_children = [c for c in children if not c.is_closed]
-            if open_children:
-                self._rebalance(open_children[0])
-            elif children and order.is_open:
-                self.alerts.append(
-                    f"{order.client_order_id}: filled after its exits closed; unprotected"
-                )
-        elif order.contingency is ContingencyType.OCO:
-            self._rebalance(order)
-
-    def _rebalance(self, leg: Order) -> None:
-        """Resize or cancel the open legs of ``leg``'s OCO group to what is left."""
-        legs = self._legs(leg)
-        room = self._cap(leg) - sum(x.filled_qty_raw for x in legs)
-        parent = self.state.orders.get(leg.parent_id) if leg.parent_id else None
-        for x in legs:
-            if x.is_closed or x.status is OrderStatus.INITIALIZED:
-                continue
-            if room > 0:
-                target = x.filled_qty_raw + room
-                if target != x.quantity_raw:
-                    self._emit(
-                        OrderUpdated,
-                        client_order_id=x.client_order_id,
-                        quantity_raw=target,
-                        reason="OCO resize",
-                    )
-                    self.outbox.append(ModifyOrder(x.client_order_id, target))
-            else:
-                self._emit(
-                    OrderCanceled, client_order_id=x.client_order_id, reason="OCO: sibling filled"
-                )
-                self.outbox.append(CancelOrder(x.client_order_id))
-        if (
-            room <= 0
-            and parent is not None
-            and parent.is_open
-            and parent.status is not OrderStatus.PENDING_CANCEL
-        ):
-            self._emit(OrderPendingCancel, client_order_id=parent.client_order_id)
-            self.outbox.append(CancelOrder(parent.client_order_id))
-
-    def _after_close(self, order: Order) -> None:
-        if order.contingency is ContingencyType.OTO and order.filled_qty_raw == 0:
-            for cid in order.linked_ids:
-                child = self.state.orders[cid]
-                if child.status is OrderStatus.INITIALIZED:
-                    self._emit(OrderCanceled, client_order_id=cid, reason="entry not filled")
 
 
 def _already_reflected(order: Order, cls: type[Event]) -> bool:
