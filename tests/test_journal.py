@@ -573,7 +573,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         import pgserver  # a dev dependency: missing is a failure, not a skip
     except ImportError as exc:  # pragma: no cover - only when the env is broken
         pytest.fail(f"pgserver is not importable: {exc}")
-    srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    # A start can fail when another PostgreSQL starts on this machine at the same moment
+    # (shared runtime files); two more tries in fresh directories, then a real failure.
+    for attempt in range(3):
+        try:
+            srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
     try:
         yield srv
     finally:

@@ -352,3 +352,21 @@ def test_percent_price_band_around_reference(om: OrderManager, price: str, ok: b
             om.submit(req)
         assert err.value.rule == "PERCENT_PRICE"
         assert om.state.snapshot() == before
+
+
+def test_bracket_exits_relative_to_the_fill_price(om: OrderManager) -> None:
+    om.set_reference_price("BTCUSDT", "50000")
+    entry, sl, tp = om.submit_bracket(
+        OrderRequest("BTCUSDT", BUY, MARKET, "1"), stop_loss_pct="0.5", take_profit_pct="1.25"
+    )
+    assert sl.trigger_raw == 49750 * 10**9  # provisional, from the reference price
+    om.on_fill(entry.client_order_id, "e1", "1", "50123.45")
+    # 50123.45 x 0.995 = 49872.83275 -> a sell stop rounds up to the tick: 49872.84.
+    assert sl.trigger_raw == 49_872_840_000_000
+    # 50123.45 x 1.0125 = 50749.993125 -> a sell limit rounds up: 50749.99 + 0.01.
+    assert tp.price == Decimal("50750.00")
+    with pytest.raises(ValidationError) as err:
+        om.submit_bracket(OrderRequest("BTCUSDT", BUY, MARKET, "1"), stop_loss_pct="100")
+    assert err.value.field == "stop_loss_pct"
+    with pytest.raises(ValidationError):
+        om.submit_bracket(OrderRequest("BTCUSDT", BUY, MARKET, "1"), "49000", stop_loss_pct="1")

@@ -79,6 +79,7 @@ class OrderInitialized(Event):
     parent_id: str = ""
     linked_ids: tuple[str, ...] = ()
     shares_lock: bool = False
+    offset_ppm: int = 0  # a bracket exit placed this far (parts per million) from the fill
 
     kind: ClassVar[str] = "OrderInitialized"
 
@@ -145,11 +146,15 @@ class OrderTriggered(Event):
 
 @dataclass(frozen=True, slots=True)
 class OrderUpdated(Event):
-    """The order's total quantity changed (a linked leg reduced or grown)."""
+    """The order's total quantity changed (a linked leg reduced or grown), and/or its
+        trigger or limit price moved (an exit set relative to the entry's fill price); a price
+    of 0 means unchanged."""
 
     client_order_id: str
     quantity_raw: int
     reason: str = ""
+    trigger_raw: int = 0
+    price_raw: int = 0
 
     kind: ClassVar[str] = "OrderUpdated"
 

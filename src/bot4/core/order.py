@@ -74,6 +74,7 @@ class Order:
         "list_id",
         "lock_taken",
         "locked_money",
+        "offset_ppm",
         "order_type",
         "parent_id",
         "pending_money",
@@ -113,6 +114,7 @@ class Order:
         self.parent_id: str = init.parent_id
         self.linked_ids: tuple[str, ...] = init.linked_ids
         self.shares_lock: bool = init.shares_lock
+        self.offset_ppm: int = init.offset_ppm
         self.status: OrderStatus = S.INITIALIZED
         self.previous_status: OrderStatus = S.INITIALIZED
         self.venue_order_id: str = ""
@@ -216,6 +218,10 @@ class Order:
                 self.venue_order_id = event.venue_order_id
         elif isinstance(event, OrderUpdated):
             self.quantity_raw = event.quantity_raw
+            if event.trigger_raw:
+                self.trigger_raw = event.trigger_raw
+            if event.price_raw:
+                self.price_raw = event.price_raw
         elif isinstance(event, OrderTriggered):
             self.triggered = True
         elif isinstance(event, OrderPendingCancel):

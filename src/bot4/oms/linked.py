@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from bot4.core.enums import ContingencyType, OrderSide, OrderStatus
 from bot4.core.errors import OverfillError
 from bot4.core.events import OrderCanceled, OrderPendingCancel, OrderSubmitted, OrderUpdated
-from bot4.core.numbers import SCALE, from_raw
+from bot4.core.numbers import SCALE, Rounding, div_round, from_raw
 from bot4.core.order import Order
 from bot4.oms.requests import CancelOrder, ModifyOrder, SubmitOrder
 
@@ -65,11 +65,14 @@ class LinkedOrders:
             cap = self.exit_cap(order)
             for child in children:
                 if child.status is OrderStatus.INITIALIZED and cap > 0:
+                    trigger, price = self.relative_prices(order, child)
                     self.m._emit(
                         OrderUpdated,
                         client_order_id=child.client_order_id,
                         quantity_raw=cap,
                         reason="entry filled",
+                        trigger_raw=trigger,
+                        price_raw=price,
                     )
                     self.m._emit(OrderSubmitted, client_order_id=child.client_order_id)
                     self.m.outbox.append(SubmitOrder(child.client_order_id))
@@ -114,6 +117,21 @@ class LinkedOrders:
         ):
             self.m._emit(OrderPendingCancel, client_order_id=parent.client_order_id)
             self.m.outbox.append(CancelOrder(parent.client_order_id))
+
+    def relative_prices(self, entry: Order, child: Order) -> tuple[int, int]:
+        """(trigger, price) for an exit placed ``offset_ppm`` from the entry's average
+        fill price, rounded to the tick on the exit's safe side (a sell up, a buy down);
+        (0, 0) for an exit with absolute prices."""
+        if not child.offset_ppm:
+            return 0, 0
+        inst = self.m.state.instruments[child.symbol]
+        num = entry.fill_notional_money * (1_000_000 + child.offset_ppm)
+        den = entry.filled_qty_raw * 1_000_000 * inst.tick_raw
+        mode = Rounding.UP if child.side is OrderSide.SELL else Rounding.DOWN
+        level = max(div_round(num, den, mode), 1) * inst.tick_raw
+        if child.order_type.has_trigger:
+            return level, 0
+        return 0, level
 
     def after_close(self, order: Order) -> None:
         if order.contingency is ContingencyType.OTO and order.filled_qty_raw == 0:

@@ -48,7 +48,16 @@ from bot4.core.events import (
     OrderTriggered,
 )
 from bot4.core.instrument import Instrument
-from bot4.core.numbers import SCALE, from_raw, money_from_raw, money_to_raw, to_raw
+from bot4.core.numbers import (
+    SCALE,
+    Rounding,
+    div_round,
+    from_raw,
+    money_from_raw,
+    money_to_raw,
+    to_decimal,
+    to_raw,
+)
 from bot4.core.order import Order
 from bot4.core.timestamps import TimestampGuard
 from bot4.oms.idempotency import BoundedTTLSet
@@ -346,17 +355,39 @@ class OrderManager:
     def submit_bracket(
         self,
         entry: OrderRequest,
-        stop_loss: Decimal | int | str,
+        stop_loss: Decimal | int | str | None = None,
         take_profit: Decimal | int | str | None = None,
         ts: int | None = None,
+        stop_loss_pct: Decimal | int | str | None = None,
+        take_profit_pct: Decimal | int | str | None = None,
     ) -> list[Order]:
         """Entry plus a protective stop-market and, optionally, a take-profit limit (an
-        OCO pair released by the entry's fills).  Returns [entry, stop_loss(,
+        OCO pair released by the entry's fills).  Each exit is a price, or a percentage
+        from the entry's average fill price (``stop_loss_pct=0.5`` = 0.5 % below a long
+        entry's fill), fixed when the exits are released.  Returns [entry, stop_loss(,
         take_profit)]."""
         self._check_ts(ts)
+        if (stop_loss is None) == (stop_loss_pct is None):
+            raise ValidationError("stop_loss", "give stop_loss or stop_loss_pct", stop_loss)
+        if take_profit is not None and take_profit_pct is not None:
+            raise ValidationError("take_profit", "give take_profit or take_profit_pct", take_profit)
         exit_side = entry.side.opposite
         e = self._build(entry, None, set(), contingency=ContingencyType.OTO)
         cid = e["client_order_id"]
+        sign = entry.side.sign
+        sl_offset = -sign * self._ppm(stop_loss_pct, "stop_loss_pct") if stop_loss_pct else 0
+        tp_offset = sign * self._ppm(take_profit_pct, "take_profit_pct") if take_profit_pct else 0
+        if sl_offset or tp_offset:
+            base = e["price_raw"] or self.reference_prices.get(entry.symbol, 0)
+            if not base:
+                raise ValidationError(
+                    "stop_loss_pct", "a market entry needs a reference price", entry.symbol
+                )
+            inst = self.state.instruments[entry.symbol]
+            if sl_offset:
+                stop_loss = from_raw(self._offset_level(inst, base, sl_offset, exit_side))
+            if tp_offset:
+                take_profit = from_raw(self._offset_level(inst, base, tp_offset, exit_side))
         sl_req = OrderRequest(
             entry.symbol,
             exit_side,
@@ -377,7 +408,12 @@ class OrderManager:
                 reduce_only=True,
             )
             tp = self._build(
-                tp_req, f"{cid}-TP", taken, parent_id=cid, contingency=ContingencyType.OCO
+                tp_req,
+                f"{cid}-TP",
+                taken,
+                parent_id=cid,
+                contingency=ContingencyType.OCO,
+                offset_ppm=tp_offset,
             )
             taken.add(tp["client_order_id"])
         sl = self._build(
@@ -387,12 +423,13 @@ class OrderManager:
             parent_id=cid,
             contingency=ContingencyType.OCO,
             shares_lock=tp is not None,  # the take-profit holds the pair's lock
+            offset_ppm=sl_offset,
         )
-        if tp is not None and (sl["trigger_raw"] - tp["price_raw"]) * entry.side.sign >= 0:
+        if tp is not None and (sl["trigger_raw"] - tp["price_raw"]) * sign >= 0:
             raise ValidationError(
                 "stop_loss", "must be on the losing side of take_profit", stop_loss
             )
-        if e["price_raw"] and (sl["trigger_raw"] - e["price_raw"]) * entry.side.sign >= 0:
+        if e["price_raw"] and (sl["trigger_raw"] - e["price_raw"]) * sign >= 0:
             raise ValidationError("stop_loss", "must be on the losing side of the entry", stop_loss)
         list_id = f"BRK-{cid}"
         exits = [sl] if tp is None else [sl, tp]
@@ -403,6 +440,20 @@ class OrderManager:
         specs = [e, *exits]
         self._check_funds(specs)
         return self._create(specs, [True] + [False] * len(exits))
+
+    @staticmethod
+    def _ppm(value: Decimal | int | str, field: str) -> int:
+        """A percentage as parts per million, exact (at most 4 decimals of a percent)."""
+        ppm = to_decimal(value, field) * 10_000
+        if ppm != ppm.to_integral_value() or not 0 < ppm < 1_000_000:
+            raise ValidationError(field, "a percentage in (0, 100) with at most 4 decimals", value)
+        return int(ppm)
+
+    @staticmethod
+    def _offset_level(inst: Instrument, base: int, offset_ppm: int, side: OrderSide) -> int:
+        mode = Rounding.UP if side is OrderSide.SELL else Rounding.DOWN
+        level = div_round(base * (1_000_000 + offset_ppm), 1_000_000 * inst.tick_raw, mode)
+        return max(level, 1) * inst.tick_raw
 
     @_step
     def cancel(self, client_order_id: str, ts: int | None = None) -> None:

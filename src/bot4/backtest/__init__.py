@@ -1,0 +1,1 @@
+"""Backtests: the runner that drives the engine over historical data, metrics, reports."""

@@ -1,0 +1,1 @@
+"""Market data: loading bars (feather, parquet, csv), synthetic series, replay feeds."""
