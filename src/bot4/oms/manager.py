@@ -531,12 +531,50 @@ class OrderManager:
         if trade_id in order.trade_ids:
             self.duplicate_fills += 1
             return False
+        return self._fill(order, trade_id, q, p, fee_money, fee_asset, liquidity, ts_event)
+
+    @_step
+    def on_fill_raw(
+        self,
+        cid: str,
+        trade_id: str,
+        qty_raw: int,
+        price_raw: int,
+        fee_money: int = 0,
+        fee_asset: str = "",
+        liquidity: LiquiditySide = LiquiditySide.TAKER,
+        ts_event: int | None = None,
+    ) -> bool:
+        """``on_fill`` for venues that already hold exact raw integers (the simulator):
+        the same checks, without parsing decimals."""
+        order = self.state.order(cid)
+        if qty_raw <= 0 or price_raw <= 0:
+            raise ValidationError("qty", "qty and price must be > 0", (qty_raw, price_raw))
+        if trade_id in order.trade_ids:
+            self.duplicate_fills += 1
+            return False
+        return self._fill(
+            order, trade_id, qty_raw, price_raw, fee_money, fee_asset, liquidity, ts_event
+        )
+
+    def _fill(
+        self,
+        order: Order,
+        trade_id: str,
+        q: int,
+        p: int,
+        fee_money: int,
+        fee_asset: str,
+        liquidity: LiquiditySide,
+        ts_event: int | None,
+    ) -> bool:
+        cid = order.client_order_id
         inst = self.state.instruments[order.symbol]
         asset = fee_asset or inst.quote
         if fee_money < 0 and asset == inst.base:
-            raise ValidationError("fee", "a rebate is paid in the quote asset", fee)
+            raise ValidationError("fee", "a rebate is paid in the quote asset", fee_money)
         if asset == inst.base and fee_money % SCALE:
-            raise ValidationError("fee", "a base-asset fee has at most 9 decimals", fee)
+            raise ValidationError("fee", "a base-asset fee has at most 9 decimals", fee_money)
         self.linked.check_room(order, q)
         self._emit(
             OrderFilled,

@@ -165,12 +165,23 @@ class RiskEngine:
     def submit_bracket(
         self,
         entry: OrderRequest,
-        stop_loss: Decimal | int | str,
+        stop_loss: Decimal | int | str | None = None,
         take_profit: Decimal | int | str | None = None,
         ts: int | None = None,
+        stop_loss_pct: Decimal | int | str | None = None,
+        take_profit_pct: Decimal | int | str | None = None,
     ) -> list[Order]:
+        """An entry with its protective stop (and optional take-profit); see
+        ``OrderManager.submit_bracket``.  The stop satisfies the stop-loss rule."""
         self._check(entry, has_stop=True, n_orders=1)
-        orders = self.om.submit_bracket(entry, stop_loss, take_profit, ts=ts)
+        orders = self.om.submit_bracket(
+            entry,
+            stop_loss,
+            take_profit,
+            ts=ts,
+            stop_loss_pct=stop_loss_pct,
+            take_profit_pct=take_profit_pct,
+        )
         self._submits.append(self.clock.now_ns())
         return orders
 
