@@ -71,7 +71,7 @@ class RiskEngine:
         self._submits: deque[int] = deque()
         self.scale: tuple[int, int] = (1, 1)  # share of the size limits (staged re-enable)
         self._equity: int | None = None
-        self._equity_ok = False
+        self._equity_ok: bool | None = None
         self._gross: int | None = None
         self._book: BookVectors | None = None
         self._book_valid = False
@@ -79,6 +79,11 @@ class RiskEngine:
         self.day = -1
         self.day_start_equity = 0
         self.denied = 0
+        # How to value each asset: the instrument that quotes it in the quote currency.
+        self._symbol_of = {
+            i.base: i.symbol for i in self.state.instruments.values() if i.quote == self.quote
+        }
+        self._base_of = {i.symbol: i.base for i in self.state.instruments.values()}
         self.kill_switch = KillSwitch(self, self.profile.kill_switch, self.profile.stages)
         om.listeners.append(self._on_event)
 
@@ -104,9 +109,9 @@ class RiskEngine:
             self.kill_switch.retry_flatten()
 
     def heartbeat(self) -> None:
-        """Re-evaluate the kill switch on the clock alone (stale data, stages): call it
-        from a timer when no market data arrives."""
-        self.kill_switch.evaluate(self.clock.now_ns())
+        """Re-evaluate the kill switch on the clock alone, stale data included: call it
+        from a timer (price updates only re-check what a price can change)."""
+        self.kill_switch.evaluate(self.clock.now_ns(), stale=True)
 
     # -- market data --------------------------------------------------------------------
     def update_price(
@@ -121,24 +126,45 @@ class RiskEngine:
         self.update_price_raw(symbol, raw, self.clock.now_ns() if ts_ns is None else ts_ns)
 
     def update_price_raw(self, symbol: str, price_raw: int, ts_ns: int) -> None:
-        self.market.update(symbol, price_raw, ts_ns)
+        """The per-tick path: only what the new price can change is recomputed (a price
+        of a coin the account does not hold moves neither equity nor exposure)."""
+        sampled = self.market.update(symbol, price_raw, ts_ns)
         self.om.reference_prices[symbol] = price_raw
-        self._equity = None
-        self._gross = None
-        self._book_valid = False
-        self.kill_switch.evaluate(ts_ns)
+        base = self._base_of.get(symbol)
+        bal = self.state.account.balances.get(base) if base is not None else None
+        held = bal is not None and (bal.free or bal.locked)
+        pos = self.state.positions.get(symbol)
+        if held or (pos is not None and pos.qty_raw) or self._equity_ok is False:
+            self._equity = None
+            self._gross = None
+            self._book_valid = False
+            self.kill_switch.evaluate(ts_ns)
+        elif sampled:
+            self._book_valid = False
+        elif self.kill_switch.reset_at is not None:
+            self.kill_switch.evaluate(ts_ns)
 
     # -- valuation ----------------------------------------------------------------------
     def equity_money(self) -> int | None:
         """Account value in the quote currency at the last prices; None if some asset
         has no price (then no new risk is taken)."""
         if self._equity is None:
-            try:
-                self._equity = self.state.equity_money(self.quote, self.market.last_prices)
-                self._equity_ok = True
-            except KeyError:
-                self._equity = 0
-                self._equity_ok = False
+            total = 0
+            ok = True
+            prices = self.market.last_prices
+            for asset, bal in self.state.account.balances.items():
+                amount = bal.free + bal.locked
+                if asset == self.quote:
+                    total += amount
+                elif amount:
+                    symbol = self._symbol_of.get(asset)
+                    price = prices.get(symbol) if symbol is not None else None
+                    if price is None:
+                        ok = False
+                        break
+                    total += amount * price // SCALE
+            self._equity = total if ok else 0
+            self._equity_ok = ok
         return self._equity if self._equity_ok else None
 
     def gross_exposure_money(self) -> int:
@@ -407,7 +433,16 @@ class RiskEngine:
         """(correlation of the new position's returns with the rest of the book,
         95 % parametric VaR of the book with the order), each None when unknown.
         O(1) from per-symbol figures cached with the book: the order changes one
-        coordinate of w."""
+        coordinate of w.  A book with no other position needs no covariance matrix:
+        no correlation to measure, and the VaR is the one symbol's rolling variance."""
+        others = any(p.qty_raw for s, p in self.state.positions.items() if s != symbol)
+        if not others:
+            var_k = self.market.variance(symbol)
+            if var_k is None:
+                return None, None
+            pos = self.state.positions.get(symbol)
+            w = pos.qty_raw * self.market.last_prices[symbol] / MONEY_SCALE if pos else 0.0
+            return None, Z95 * abs(w + delta_value) * math.sqrt(var_k)
         book = self._book_vectors()
         if book is None:
             return None, None

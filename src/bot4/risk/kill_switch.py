@@ -23,6 +23,8 @@ from bot4.core.errors import InsufficientBalance, ValidationError
 from bot4.risk.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from bot4.risk.profile import KillSwitchConfig
 
+DAY_NS = 86_400 * 10**9
+
 if TYPE_CHECKING:
     from bot4.risk.engine import RiskEngine
 
@@ -62,8 +64,9 @@ class KillSwitch:
         return self.engine.trading_state != "ACTIVE"
 
     # -- conditions -----------------------------------------------------------------------
-    def conditions(self, now: int) -> list[tuple[str, str]]:
-        """Every trip condition that holds now, as (condition, detail)."""
+    def conditions(self, now: int, stale: bool = True) -> list[tuple[str, str]]:
+        """Every trip condition that holds now, as (condition, detail); ``stale=False``
+        skips the stale-data scan (a price update cannot make data stale)."""
         eng = self.engine
         found: list[tuple[str, str]] = []
         equity = eng.equity_money()
@@ -91,12 +94,14 @@ class KillSwitch:
                         f"(limit {self.config.daily_loss_pct})",
                     )
                 )
-        if self.venue_breaker.state is not BreakerState.CLOSED:
+        if self.venue_breaker._state is not BreakerState.CLOSED:  # lock-free read
             found.append(
                 ("ERROR_RATE", f"venue error rate {self.venue_breaker.failure_rate():.2f}")
             )
         if not self.connected:
             found.append(("CONNECTION_LOST", "the venue connection is down"))
+        if not stale:
+            return found
         stale_ns = self.config.stale_data_seconds * 10**9
         exposed = {s for s, p in eng.state.positions.items() if p.qty_raw}
         exposed.update(o.symbol for o in eng.state.open_orders.values())
@@ -108,11 +113,28 @@ class KillSwitch:
                 )
         return found
 
-    def evaluate(self, now: int) -> None:
+    def evaluate(self, now: int, stale: bool = False) -> None:
         """Trip on the first condition that holds; advance a staged re-enable."""
-        if self.engine.trading_state != "ACTIVE":
+        eng = self.engine
+        if eng.state.trading_state != "ACTIVE":
             return
-        found = self.conditions(now)
+        if not stale and self.reset_at is None and self.connected:
+            # The per-tick path: only the equity conditions can have changed.
+            equity = eng.equity_money()
+            if equity is not None:
+                if equity > self.peak_equity:
+                    self.peak_equity = equity
+                if now // DAY_NS != eng.day:
+                    eng.roll_day(now, equity)
+                peak = self.peak_equity
+                num, den = self._dd
+                start = eng.day_start_equity
+                dnum, dden = self._daily
+                if (peak - equity) * den < peak * num and (
+                    start <= 0 or (start - equity) * dden < start * dnum
+                ):
+                    return
+        found = self.conditions(now, stale)
         if found:
             self.trip(*found[0])
         elif self.reset_at is not None:
@@ -155,7 +177,7 @@ class KillSwitch:
     def set_connected(self, connected: bool) -> None:
         self.connected = connected
         if not connected:
-            self.evaluate(self.engine.clock.now_ns())
+            self.evaluate(self.engine.clock.now_ns(), stale=True)
 
     def _on_breaker(self, _name: str, _old: BreakerState, new: BreakerState) -> None:
         if new is BreakerState.OPEN and self.engine.trading_state == "ACTIVE":

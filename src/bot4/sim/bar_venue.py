@@ -85,6 +85,16 @@ class BarVenue:
     def has_work(self, symbol: str) -> bool:
         return bool(self.pending_market.get(symbol) or self.resting.get(symbol))
 
+    @staticmethod
+    def _level(order: Order) -> tuple[int, bool]:
+        """(the price the order waits for, whether the price must fall to it)."""
+        otype = order.order_type
+        buy = order.side is OrderSide.BUY
+        if otype.has_trigger:
+            # A sell stop and a buy take-profit wait for the price to fall.
+            return order.trigger_raw, (otype in _STOPS) is not buy
+        return order.price_raw, buy  # a buy limit waits for the price to fall to it
+
     # -- bars -------------------------------------------------------------------------
     def on_bar(self, symbol: str, o: int, h: int, lo: int, c: int) -> None:
         """Execute what this bar allows: market orders at its open, then resting orders
@@ -101,19 +111,17 @@ class BarVenue:
             return
         bar: Bar | None = None
         hits: list[tuple[int, int, Order, int, bool]] = []
+        fresh = self.fresh
         for order in resting:
             if order.is_closed:
                 continue
             # Quick rejection: the bar's range does not reach the order's level.
-            otype = order.order_type
-            level = order.trigger_raw if otype.has_trigger else order.price_raw
-            buy = order.side is OrderSide.BUY
-            # A sell stop, a buy take-profit and a buy limit wait for the price to fall.
-            falls_to = ((otype in _STOPS) is not buy) if otype.has_trigger else buy
+            level, falls_to = self._level(order)
             if (lo > level) if falls_to else (h < level):
-                if order.client_order_id in self.fresh:
+                if fresh and order.client_order_id in fresh:
                     self._expire_fresh(order)
                 continue
+            buy = order.side is OrderSide.BUY
             if bar is None:
                 bar = Bar(o, h, lo, c)
             if order.post_only and order.client_order_id in self.fresh:
@@ -148,7 +156,8 @@ class BarVenue:
                 LiquiditySide.MAKER if maker else LiquiditySide.TAKER,
             )
             self.process()
-        self.resting[symbol] = [x for x in self.resting[symbol] if not x.is_closed]
+        if hits or fresh:
+            self.resting[symbol] = [x for x in self.resting[symbol] if not x.is_closed]
 
     def _expire_fresh(self, order: Order) -> None:
         self.fresh.discard(order.client_order_id)

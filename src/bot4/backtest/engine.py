@@ -1,0 +1,381 @@
+"""The backtest runner: historical bars through the real order path.
+
+Per bar, in time order across symbols:
+
+1. the clock moves to the bar's open and the simulated venue works the bar: orders
+   decided on earlier bars fill at this open, resting orders along the bar's path;
+2. the clock moves to the bar's close; the risk engine gets the close as its reference
+   price (equity, drawdown, kill switch); the strategy's indicators update; the
+   strategy's ``on_bar`` runs, and every order it places goes strategy -> risk engine
+   -> order manager -> venue, exactly as in paper and live.
+
+The loop is lean on purpose (numbers in local variables, bars read in chunks from the
+column arrays, no objects per bar), so a million bars run in seconds and memory stays
+flat; see ``benchmarks/backtest.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from bot4.backtest.result import BacktestResult, DenialRecord, FillRecord, TradeRecord
+from bot4.core.clock import TestClock
+from bot4.core.errors import ValidationError
+from bot4.core.events import Event, OrderDenied, OrderFilled
+from bot4.core.instrument import Instrument
+from bot4.core.numbers import SCALE, from_raw, money_from_raw, to_raw
+from bot4.data.bars import BarSeries
+from bot4.oms.journal import SqlJournal
+from bot4.oms.manager import OrderManager
+from bot4.risk.engine import RiskEngine
+from bot4.risk.profile import RiskProfile
+from bot4.sim.bar_venue import BarVenue
+from bot4.strategy.base import Bar, Strategy, StrategyContext
+
+CHUNK = 1 << 16
+
+
+def default_instrument(symbol: str, series: BarSeries, quote: str = "USDT") -> Instrument:
+    """An instrument for a symbol like ``BTC/USDT`` or ``BTCUSDT``: tick from the
+    data's decimals (at most 8), step 0.00001, no notional limits."""
+    base = symbol.split("/")[0] if "/" in symbol else symbol.removesuffix(quote)
+    tick = 1
+    for decimals in range(9):
+        scaled = series.close[:1000] * 10**decimals
+        if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-6):
+            tick = decimals
+            break
+    tick_size = Decimal(1).scaleb(-tick)
+    return Instrument.create(
+        normalize_symbol(symbol, quote), base, quote, tick_size, "0.00001", min_qty="0.00001"
+    )
+
+
+def normalize_symbol(symbol: str, quote: str = "USDT") -> str:
+    return symbol.replace("/", "").upper()
+
+
+class Backtest:
+    def __init__(
+        self,
+        strategy: type[Strategy],
+        data: BarSeries | Sequence[BarSeries],
+        params: dict[str, Any] | None = None,
+        cash: Decimal | int | str = 10_000_000,
+        quote: str = "USDT",
+        fee_bps: Decimal | int | str = 10,
+        maker_fee_bps: Decimal | int | str | None = None,
+        risk_profile: RiskProfile | None = None,
+        instruments: Sequence[Instrument] | None = None,
+        journal_url: str | None = None,
+    ) -> None:
+        self.series = [data] if isinstance(data, BarSeries) else list(data)
+        if not self.series:
+            raise ValidationError("data", "no bar series", data)
+        self.quote = quote
+        insts = {i.symbol: i for i in instruments} if instruments else {}
+        for s in self.series:
+            if s.symbol not in insts:
+                insts[s.symbol] = default_instrument(s.symbol, s, quote)
+        self.instruments = insts
+        self.strategy_cls = strategy
+        self.params = dict(params or {})
+        self.cash = to_raw(cash, "cash")  # validates: Decimal/int/str only
+        if self.cash <= 0:
+            raise ValidationError("cash", "must be > 0", cash)
+        self.cash_value = cash
+        self.fee_bps = fee_bps
+        self.maker_fee_bps = maker_fee_bps
+        self.risk_profile = risk_profile
+        self.journal_url = journal_url
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+        started = time.perf_counter()
+        series = self.series
+        first_ts = min(int(s.ts_ns[0]) for s in series)
+        clock = TestClock(first_ts)
+        journal = SqlJournal(self.journal_url) if self.journal_url else None
+        om = OrderManager(self.instruments.values(), clock=clock, journal=journal)
+        om.deposit(self.quote, self.cash_value)
+        risk = RiskEngine(om, self.risk_profile or RiskProfile.default())
+        venue = BarVenue(om, self.fee_bps, self.maker_fee_bps)
+        strategy = self.strategy_cls(**self.params)
+        timers: list[list[Any]] = []
+
+        def set_timer(name: str, interval_ns: int) -> None:
+            if interval_ns <= 0:
+                raise ValidationError("interval_ns", "must be > 0", interval_ns)
+            timers.append([clock.now_ns() + interval_ns, interval_ns, name])
+
+        ctx = StrategyContext(
+            risk, clock, self.instruments, series[0].symbol, venue.process, set_timer
+        )
+        strategy._bind(ctx)
+        recorder = _Recorder(om, strategy, ctx)
+        om.listeners.append(recorder.on_event)
+        strategy.on_start()
+        venue.process()
+
+        n_total = sum(len(s) for s in series)
+        equity_ts = np.empty(n_total, dtype=np.int64)
+        equity = np.empty(n_total, dtype=np.float64)
+        order = _merged_order(series)
+        done = 0
+        bars = {s.symbol: Bar(s.symbol, 0, 0.0, 0.0, 0.0, 0.0, 0.0) for s in series}
+        indicators: dict[str, list[Any]] = {s.symbol: [] for s in series}
+        for sym, ind in strategy._indicators:
+            if sym not in indicators:
+                raise ValidationError("symbol", "an indicator's symbol has no data", sym)
+            indicators[sym].append(ind.update)
+        on_bar = strategy.on_bar
+        state = om.state
+        update_price = risk.update_price_raw
+        has_work = venue.has_work
+        venue_bar = venue.on_bar
+        money = float(10**18)
+        last_equity = 0.0
+        for chunk_start in range(0, n_total, CHUNK):
+            rows = order[chunk_start : chunk_start + CHUNK]
+            for sidx, i0, i1 in _runs(rows):
+                s = series[sidx]
+                sym = s.symbol
+                interval = s.interval_ns
+                bar = bars[sym]
+                updates = indicators[sym]
+                ts_l = s.ts_ns[i0:i1].tolist()
+                o_l = s.open[i0:i1].tolist()
+                h_l = s.high[i0:i1].tolist()
+                lo_l = s.low[i0:i1].tolist()
+                c_l = s.close[i0:i1].tolist()
+                v_l = s.volume[i0:i1].tolist()
+                c_raw = np.rint(s.close[i0:i1] * SCALE).astype(np.int64).tolist()
+                for k in range(i1 - i0):
+                    ts = ts_l[k]
+                    clock._now = ts  # the bar's open (monotonic: bars are time-ordered)
+                    if has_work(sym):
+                        venue_bar(
+                            sym,
+                            round(o_l[k] * SCALE),
+                            round(h_l[k] * SCALE),
+                            round(lo_l[k] * SCALE),
+                            c_raw[k],
+                        )
+                    close_ts = ts + interval
+                    clock._now = close_ts
+                    update_price(sym, c_raw[k], close_ts)
+                    c = c_l[k]
+                    for update in updates:
+                        update(c)
+                    bar.ts_ns = ts
+                    bar.open = o_l[k]
+                    bar.high = h_l[k]
+                    bar.low = lo_l[k]
+                    bar.close = c
+                    bar.volume = v_l[k]
+                    on_bar(bar)
+                    if timers:
+                        _fire_timers(timers, close_ts, strategy)
+                    eq = risk._equity
+                    if eq is None or not risk._equity_ok:
+                        value = risk.equity_money()
+                        last_equity = value / money if value is not None else last_equity
+                    else:
+                        last_equity = eq / money
+                    equity_ts[done] = close_ts
+                    equity[done] = last_equity
+                    done += 1
+            if progress is not None:
+                progress(done, n_total)
+        strategy.on_stop()
+        venue.process()
+        if journal is not None:
+            journal.close()
+        final = risk.equity_money() or 0
+        prices = {s.symbol: (s.ts_ns, s.close) for s in series}
+        result = BacktestResult(
+            strategy=type(strategy).__name__,
+            params=strategy.parameters(),
+            symbols=[s.symbol for s in series],
+            quote=self.quote,
+            start_ns=first_ts,
+            end_ns=int(equity_ts[done - 1]) if done else first_ts,
+            bars=done,
+            initial_equity=from_raw(self.cash),
+            final_equity=money_from_raw(final),
+            equity_ts_ns=equity_ts[:done],
+            equity=equity[:done],
+            fills=recorder.fills,
+            trades=recorder.finish(),
+            denials=recorder.denials,
+            prices=prices,
+            seconds=time.perf_counter() - started,
+            entries=recorder.entries,
+        )
+        self.state = state
+        self.risk = risk
+        return result
+
+
+def _merged_order(series: list[BarSeries]) -> np.ndarray:
+    """Rows (series index, bar index) of all bars in time order (ties: series order)."""
+    if len(series) == 1:
+        n = len(series[0])
+        return np.stack([np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)], axis=1)
+    ts = np.concatenate([s.ts_ns for s in series])
+    sidx = np.concatenate([np.full(len(s), k, dtype=np.int64) for k, s in enumerate(series)])
+    bidx = np.concatenate([np.arange(len(s), dtype=np.int64) for s in series])
+    perm = np.lexsort((sidx, ts))
+    return np.stack([sidx[perm], bidx[perm]], axis=1)
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split rows into runs of consecutive bars of one series: (series, start, stop)."""
+    if len(rows) == 0:
+        return []
+    s = rows[:, 0]
+    b = rows[:, 1]
+    breaks = np.flatnonzero((s[1:] != s[:-1]) | (b[1:] != b[:-1] + 1)) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(rows)]])
+    return [(int(s[a]), int(b[a]), int(b[z - 1]) + 1) for a, z in zip(starts, stops, strict=True)]
+
+
+def _fire_timers(timers: list[list[Any]], now: int, strategy: Strategy) -> None:
+    for timer in timers:
+        while timer[0] <= now:
+            timer[0] += timer[1]
+            strategy.on_timer(timer[2])
+
+
+class _Recorder:
+    """Listens to the order path: fills, denials, round-trip trades, strategy callbacks."""
+
+    def __init__(self, om: OrderManager, strategy: Strategy, ctx: StrategyContext) -> None:
+        self.om = om
+        self.strategy = strategy
+        self.ctx = ctx
+        self.fills: list[FillRecord] = []
+        self.denials: list[DenialRecord] = []
+        self.trades: list[TradeRecord] = []
+        self.entries = 0
+        self._open: dict[str, dict[str, Any]] = {}
+
+    def on_event(self, event: Event) -> None:
+        kind = event.kind
+        if kind == "OrderFilled":
+            assert isinstance(event, OrderFilled)
+            self._fill(event)
+        elif kind == "OrderDenied":
+            assert isinstance(event, OrderDenied)
+            self.denials.append(
+                DenialRecord(
+                    event.ts_event, event.symbol, event.side.value, event.reason, event.message
+                )
+            )
+            return
+        cid = getattr(event, "client_order_id", None)
+        if cid is not None and kind != "OrderInitialized":
+            order = self.om.state.orders.get(cid)
+            if order is not None:
+                self.strategy.on_order(order)
+                if kind == "OrderCanceled" and self.ctx.pending_close:
+                    for sym in list(self.ctx.pending_close):
+                        self.ctx.pending_close.discard(sym)
+                        self.strategy.close_position(sym)
+
+    def _fill(self, ev: OrderFilled) -> None:
+        state = self.om.state
+        order = state.orders[ev.client_order_id]
+        inst = state.instruments[order.symbol]
+        qty = from_raw(ev.qty_raw)
+        price = from_raw(ev.price_raw)
+        fee = money_from_raw(ev.fee_money)
+        self.fills.append(
+            FillRecord(
+                ev.ts_event,
+                order.symbol,
+                order.side.value,
+                qty,
+                price,
+                fee,
+                ev.fee_asset,
+                ev.client_order_id,
+                ev.liquidity.value,
+            )
+        )
+        pos = state.positions[order.symbol]
+        sym = order.symbol
+        fee_quote = ev.fee_money if ev.fee_asset == inst.quote else 0
+        trade = self._open.get(sym)
+        signed = ev.qty_raw if order.side.value == "BUY" else -ev.qty_raw
+        if trade is None and pos.qty_raw != 0:
+            self.entries += 1
+            self._open[sym] = {
+                "side": "LONG" if pos.qty_raw > 0 else "SHORT",
+                "entry_ts": ev.ts_event,
+                "realized0": pos.realized_money - 0,
+                "fees": fee_quote,
+                "in_qty": abs(signed),
+                "in_notional": abs(signed) * ev.price_raw,
+                "out_qty": 0,
+                "out_notional": 0,
+                "max_qty": abs(pos.qty_raw),
+                "realized_before": pos.realized_money,
+            }
+        elif trade is not None:
+            trade["fees"] += fee_quote
+            increases = (signed > 0) == (trade["side"] == "LONG")
+            if increases:
+                trade["in_qty"] += abs(signed)
+                trade["in_notional"] += abs(signed) * ev.price_raw
+                trade["max_qty"] = max(trade["max_qty"], abs(pos.qty_raw))
+            else:
+                trade["out_qty"] += abs(signed)
+                trade["out_notional"] += abs(signed) * ev.price_raw
+            if pos.qty_raw == 0 or (pos.qty_raw > 0) != (trade["side"] == "LONG"):
+                self._close(sym, trade, ev.ts_event, pos.realized_money)
+                if pos.qty_raw != 0:  # flipped: the rest opens a new trade
+                    self.entries += 1
+                    self._open[sym] = {
+                        "side": "LONG" if pos.qty_raw > 0 else "SHORT",
+                        "entry_ts": ev.ts_event,
+                        "fees": 0,
+                        "in_qty": abs(pos.qty_raw),
+                        "in_notional": abs(pos.qty_raw) * ev.price_raw,
+                        "out_qty": 0,
+                        "out_notional": 0,
+                        "max_qty": abs(pos.qty_raw),
+                        "realized_before": pos.realized_money,
+                    }
+        self.strategy.on_fill(order, ev)
+
+    def _close(self, sym: str, t: dict[str, Any], ts: int, realized: int) -> None:
+        del self._open[sym]
+        pnl_money = realized - t["realized_before"] - t["fees"]
+        in_qty = t["in_qty"] or 1
+        out_qty = t["out_qty"] or 1
+        entry_price = Decimal(t["in_notional"]) / in_qty / SCALE
+        exit_price = Decimal(t["out_notional"]) / out_qty / SCALE
+        entry_notional = t["in_notional"]
+        self.trades.append(
+            TradeRecord(
+                symbol=sym,
+                side=t["side"],
+                entry_ts_ns=t["entry_ts"],
+                exit_ts_ns=ts,
+                qty=from_raw(t["max_qty"]),
+                entry_price=entry_price.quantize(Decimal("1e-9")),
+                exit_price=exit_price.quantize(Decimal("1e-9")),
+                pnl=money_from_raw(pnl_money),
+                fees=money_from_raw(t["fees"]),
+                return_pct=(pnl_money / entry_notional) if entry_notional else 0.0,
+            )
+        )
+
+    def finish(self) -> list[TradeRecord]:
+        return self.trades

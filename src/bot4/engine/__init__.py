@@ -1,0 +1,1 @@
+"""The kernel: message bus, per-symbol sequencing, wiring for backtest / paper / live."""

@@ -1,0 +1,1 @@
+"""Example strategies that ship with bot4."""
