@@ -30,7 +30,6 @@ from bot4.core.events import Event, OrderDenied, OrderFilled
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE, from_raw, money_from_raw, to_raw
 from bot4.data.bars import BarSeries
-from bot4.oms.journal import SqlJournal
 from bot4.oms.manager import OrderManager
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
@@ -41,18 +40,26 @@ CHUNK = 1 << 16
 
 
 def default_instrument(symbol: str, series: BarSeries, quote: str = "USDT") -> Instrument:
-    """An instrument for a symbol like ``BTC/USDT`` or ``BTCUSDT``: tick from the
-    data's decimals (at most 8), step 0.00001, no notional limits."""
+    """An instrument for a symbol like ``BTC/USDT`` or ``BTCUSDT``: the tick is the
+    finest decimal the data's prices use (at least 0.01, at most 1e-8), step 0.00001,
+    no notional limits.  Pass ``instruments`` to a backtest for the venue's real rules."""
     base = symbol.split("/")[0] if "/" in symbol else symbol.removesuffix(quote)
-    tick = 1
-    for decimals in range(9):
-        scaled = series.close[:1000] * 10**decimals
+    sample = np.concatenate(
+        [series.open[:2000], series.high[:2000], series.low[:2000], series.close[:2000]]
+    )
+    decimals = 2
+    while decimals < 8:
+        scaled = sample * 10**decimals
         if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-6):
-            tick = decimals
             break
-    tick_size = Decimal(1).scaleb(-tick)
+        decimals += 1
     return Instrument.create(
-        normalize_symbol(symbol, quote), base, quote, tick_size, "0.00001", min_qty="0.00001"
+        normalize_symbol(symbol, quote),
+        base,
+        quote,
+        Decimal(1).scaleb(-decimals),
+        "0.00001",
+        min_qty="0.00001",
     )
 
 
@@ -85,6 +92,7 @@ class Backtest:
         self.instruments = insts
         self.strategy_cls = strategy
         self.params = dict(params or {})
+        strategy(**self.params)  # refuse unknown or ill-typed parameters now
         self.cash = to_raw(cash, "cash")  # validates: Decimal/int/str only
         if self.cash <= 0:
             raise ValidationError("cash", "must be > 0", cash)
@@ -99,7 +107,11 @@ class Backtest:
         series = self.series
         first_ts = min(int(s.ts_ns[0]) for s in series)
         clock = TestClock(first_ts)
-        journal = SqlJournal(self.journal_url) if self.journal_url else None
+        journal = None
+        if self.journal_url:
+            from bot4.oms.journal import SqlJournal  # SQLAlchemy only when journaling
+
+            journal = SqlJournal(self.journal_url)
         om = OrderManager(self.instruments.values(), clock=clock, journal=journal)
         om.deposit(self.quote, self.cash_value)
         risk = RiskEngine(om, self.risk_profile or RiskProfile.default())

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from bot4.core.errors import ValidationError
 from bot4.core.numbers import SCALE
+
+if TYPE_CHECKING:  # pandas costs ~75 MB of memory: imported only to read files
+    import pandas as pd
 
 MINUTE_NS = 60 * 10**9
 _COLUMNS = ("open", "high", "low", "close", "volume")
@@ -56,6 +59,8 @@ class BarSeries:
         )
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "date": pd.to_datetime(self.ts_ns, utc=True),
@@ -85,6 +90,8 @@ def from_frame(frame: pd.DataFrame, symbol: str) -> BarSeries:
 
 
 def _to_ns(times: pd.Series) -> NDArray[np.int64]:
+    import pandas as pd
+
     if pd.api.types.is_datetime64_any_dtype(times):
         values = np.asarray(pd.to_datetime(times, utc=True).astype("int64"), dtype=np.int64)
         return values
@@ -126,6 +133,8 @@ def load_bars(path: str | Path, symbol: str) -> BarSeries:
     p = Path(path)
     if not p.exists():
         raise ValidationError("data", "file not found", str(p))
+    import pandas as pd
+
     suffix = p.suffix.lower()
     if suffix in (".feather", ".arrow", ".ipc"):
         frame = pd.read_feather(p)

@@ -33,7 +33,7 @@ DEFAULT_STAGES: tuple[tuple[int, Decimal], ...] = (
 class Limits:
     require_stop_loss: bool = True
     max_position_pct_equity: Decimal = Decimal("0.02")
-    max_order_notional: Decimal = Decimal(100000)
+    max_order_notional: Decimal = Decimal(1000000)
     max_open_orders: int = 50
     max_orders_per_window: int = 20
     submit_window_seconds: int = 1
