@@ -74,6 +74,7 @@ class RiskEngine:
         self._equity_ok: bool | None = None
         self._gross: int | None = None
         self._book: BookVectors | None = None
+        self._exposed: set[str] | None = None  # symbols with a position, until a fill
         self._book_valid = False
         self._symbol_figures: dict[str, tuple[float | None, float, float, float]] = {}
         self.day = -1
@@ -103,6 +104,7 @@ class RiskEngine:
             self._equity = None
             self._gross = None
             self._book_valid = False
+            self._exposed = None
             if event.kind == "OrderFilled":
                 self.kill_switch.evaluate(self.clock.now_ns())
         elif event.kind == "OrderCanceled" and self.kill_switch.pending_flatten:
@@ -435,8 +437,10 @@ class RiskEngine:
         O(1) from per-symbol figures cached with the book: the order changes one
         coordinate of w.  A book with no other position needs no covariance matrix:
         no correlation to measure, and the VaR is the one symbol's rolling variance."""
-        others = any(p.qty_raw for s, p in self.state.positions.items() if s != symbol)
-        if not others:
+        exposed = self._exposed
+        if exposed is None:
+            exposed = self._exposed = {s for s, p in self.state.positions.items() if p.qty_raw}
+        if not exposed or (len(exposed) == 1 and symbol in exposed):
             var_k = self.market.variance(symbol)
             if var_k is None:
                 return None, None
