@@ -24,9 +24,13 @@ risk_app = typer.Typer(help="The risk profile every order must pass.", no_args_i
 app.add_typer(risk_app, name="risk")
 console = Console()
 
-from bot4.backtest.cli import backtest_command  # noqa: E402  (the command lives with its package)
+from bot4.backtest.cli import (  # noqa: E402  (the commands live with their packages)
+    backtest_command,
+    download_command,
+)
 
 app.command("backtest")(backtest_command)
+app.command("download")(download_command)
 
 
 @app.command()

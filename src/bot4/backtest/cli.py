@@ -209,3 +209,62 @@ def _pct(value: float | None) -> str:
 if __name__ == "__main__":  # pragma: no cover
     typer.run(backtest_command)
     sys.exit(0)
+
+
+def download_command(
+    exchange: Annotated[str, typer.Option(help="A ccxt exchange id (binance, kraken, ...).")],
+    symbol: Annotated[str, typer.Option(help="Market symbol, e.g. BTC/USDT.")],
+    out: Annotated[Path, typer.Option(help="Feather file to write (resumed if it exists).")],
+    timeframe: Annotated[str, typer.Option(help="Candle size.")] = "1m",
+    since: Annotated[str, typer.Option(help="Start: 2025-01-01 or epoch ms.")] = "2025-01-01",
+    until: Annotated[str | None, typer.Option(help="End (default: now).")] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(help="Override the exchange's REST URL (e.g. a local `bot4 exchange`)."),
+    ] = None,
+) -> None:
+    """Download candles through ccxt with a progress bar; resumes where it stopped."""
+    from bot4.data.download import download_ohlcv, make_exchange, parse_since
+
+    try:
+        options: dict[str, object] = {}
+        if exchange == "binance":
+            options = {
+                "options": {
+                    "defaultType": "spot",
+                    "fetchMarkets": {"types": ["spot"]},
+                    "fetchCurrencies": False,
+                    "fetchMargins": False,
+                }
+            }
+        ex = make_exchange(exchange, options)
+        if api_url:
+            ex.urls["api"]["public"] = api_url
+            ex.urls["api"]["private"] = api_url
+        since_ms = parse_since(since)
+        until_ms = parse_since(until) if until else None
+        with Progress(
+            TextColumn(f"[bold]download[/] {exchange} {symbol} {timeframe}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        ) as progress:
+            task = progress.add_task("", total=1)
+            n = download_ohlcv(
+                ex,
+                symbol,
+                timeframe,
+                since_ms,
+                out,
+                until_ms=until_ms,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except Bot4Error as exc:
+        err_console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # ccxt's network and exchange errors
+        err_console.print(f"[red]error[/]: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    print(f"{n} new candles -> {out.resolve()}")
