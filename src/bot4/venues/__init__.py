@@ -1,0 +1,2 @@
+"""Venues: the port every order leaves through, its adapters (simulator, ccxt), rate
+limits, error mapping and reconnects."""
