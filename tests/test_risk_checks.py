@@ -331,3 +331,18 @@ def test_profile_file_round_trip_and_bad_values(tmp_path: Any) -> None:
         with pytest.raises(ValidationError) as err:
             RiskProfile.from_toml(bad)
         assert err.value.field == field
+
+
+def test_hold_denies_new_risk_while_reconciling(clock: TestClock) -> None:
+    risk, events = make(clock)
+    risk.hold("reconciling with the venue")
+    deny(
+        risk,
+        events,
+        DenialReason.RECONCILING,
+        risk.submit_bracket,
+        limit(BUY, "0.01", "50000"),
+        "49000",
+    )
+    risk.release("reconciling with the venue")
+    assert risk.submit_bracket(limit(BUY, "0.01", "50000"), "49000")

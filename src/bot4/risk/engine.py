@@ -69,6 +69,7 @@ class RiskEngine:
         self._max_rate = lim.max_orders_per_window
         self._stats_on = self._corr_limit < 1 or self._var_pct > 0
         self._submits: deque[int] = deque()
+        self._holds: set[str] = set()
         self.scale: tuple[int, int] = (1, 1)  # share of the size limits (staged re-enable)
         self._equity: int | None = None
         self._equity_ok: bool | None = None
@@ -87,6 +88,20 @@ class RiskEngine:
         self._base_of = {i.symbol: i.base for i in self.state.instruments.values()}
         self.kill_switch = KillSwitch(self, self.profile.kill_switch, self.profile.stages)
         om.listeners.append(self._on_event)
+
+    # -- holds ----------------------------------------------------------------------------
+    def hold(self, reason: str) -> None:
+        """Deny every order that adds risk until ``release`` (e.g. while the venue
+        adapter reconciles after a reconnect); reducing orders and cancels still pass.
+        Not journaled: it is a transient condition of this process, not a fact."""
+        self._holds.add(reason)
+
+    def release(self, reason: str) -> None:
+        self._holds.discard(reason)
+
+    @property
+    def held(self) -> bool:
+        return bool(self._holds)
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -269,6 +284,14 @@ class RiskEngine:
         pos_qty = 0 if pos is None else pos.qty_raw
         if req.reduce_only or (pos_qty * signed < 0 and qty <= abs(pos_qty)):
             return  # reducing risk is always allowed
+        if self._holds:
+            self._deny(
+                req,
+                qty,
+                price,
+                R.RECONCILING,
+                f"new risk is on hold: {', '.join(sorted(self._holds))}",
+            )
         trading = state.trading_state
         if trading != "ACTIVE":
             if trading == "HALTED":
