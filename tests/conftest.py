@@ -59,3 +59,34 @@ def om(clock: TestClock) -> OrderManager:
     manager.deposit("USDT", "1000000")
     manager.deposit("BTC", "10")
     return manager
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(name: str, *args: str, timeout: float = 120) -> tuple[dict[str, object], str]:
+    """Run ``benchmarks/<name>`` (usually with ``--quick``) as a user would; returns its
+    last line parsed as the JSON object every benchmark ends with, and the text above."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    return result, "\n".join(lines[:-1])
+
+
+def assert_positive(result: dict[str, object], *keys: str) -> None:
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert value > 0, key

@@ -1,36 +1,62 @@
-"""The benchmark script runs and ends with one JSON line of positive rates."""
+"""Each benchmark runs in quick mode, as a user runs it, and ends with one JSON object
+of positive figures."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import time
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "core_ops.py"
-KEYS = ("order_events_per_sec", "position_fills_per_sec", "journal_appends_per_sec")
+from tests.conftest import assert_positive, run_benchmark
 
 
-def test_core_ops_quick_reports_json() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_core_ops() -> None:
+    result, table = run_benchmark("core_ops.py", "--quick", timeout=60)
+    assert table  # a table, then the JSON
+    assert_positive(
+        result,
+        "order_events_per_sec",
+        "position_fills_per_sec",
+        "journal_appends_per_sec",
+        "journal_batched_appends_per_sec",
     )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) >= 2  # a table, then the JSON
-    result = json.loads(lines[-1])
-    assert isinstance(result, dict)
-    for key in (*KEYS, "journal_batched_appends_per_sec"):
-        value = result[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), key
-        assert value > 0, key
+
+
+def test_risk() -> None:
+    result, table = run_benchmark("risk.py", "--quick", timeout=60)
+    assert table
+    assert_positive(
+        result,
+        "check_p50_us",
+        "check_p99_us",
+        "breaker_p50_us",
+        "breaker_with_p50_us",
+        "check_after_price_update_p50_us",
+        "submit_bracket_p50_us",
+    )
+    assert result["check_p99_us"] >= result["check_p50_us"]  # type: ignore[operator]
     assert result["quick"] is True
-    assert result["order_events_per_run"] > 0
-    # The table above the JSON names every measured operation.
-    table = "\n".join(lines[:-1])
-    for label in ("order events / s", "position fills / s", "journal appends / s"):
+
+
+def test_matching() -> None:
+    started = time.perf_counter()
+    result, table = run_benchmark("matching.py", "--quick", timeout=60)
+    assert time.perf_counter() - started < 10
+    assert_positive(result, "orders_per_sec", "l3_messages_per_sec")
+    assert result["quick"] is True
+    assert result["l3_messages"] == 100_001 and result["l3_final_orders"] == 38
+    mix = result["order_mix"]
+    assert isinstance(mix, dict)
+    total = sum(mix.values())
+    assert total == result["orders"]
+    # about 60 % passive, 30 % cancels, 10 % marketable
+    assert abs(mix["passive"] / total - 0.6) < 0.05
+    assert abs(mix["cancel"] / total - 0.3) < 0.05
+    assert abs(mix["marketable"] / total - 0.1) < 0.03
+    for label in ("orders / s", "L3 messages / s"):
         assert label in table
+
+
+def test_backtest_against_backtesting_py() -> None:
+    result, _ = run_benchmark("backtest.py", "--quick", timeout=300)
+    assert result["bars"] == 50_000
+    assert result["same_trades"] is True and result["same_equity"] is True
+    assert_positive(result, "bot4_bars_per_sec", "peer_bars_per_sec", "speedup", "peak_rss_mb")
