@@ -92,8 +92,15 @@ def from_frame(frame: pd.DataFrame, symbol: str) -> BarSeries:
 def _to_ns(times: pd.Series) -> NDArray[np.int64]:
     import pandas as pd
 
+    if not pd.api.types.is_numeric_dtype(times) and not pd.api.types.is_datetime64_any_dtype(times):
+        try:  # text, e.g. a CSV's "2025-01-01 00:00:00+00:00"
+            times = pd.to_datetime(times, utc=True)
+        except (ValueError, TypeError):
+            raise ValidationError("data", "unreadable timestamps", str(times.iloc[0])) from None
     if pd.api.types.is_datetime64_any_dtype(times):
-        values = np.asarray(pd.to_datetime(times, utc=True).astype("int64"), dtype=np.int64)
+        # pandas may keep seconds or milliseconds resolution: make it nanoseconds first.
+        dt = pd.to_datetime(times, utc=True).dt.as_unit("ns")
+        values = np.asarray(dt.astype("int64"), dtype=np.int64)
         return values
     values = np.asarray(times.to_numpy(), dtype=np.int64)
     # Epoch numbers: guess the unit from the magnitude (s, ms, us, ns).
