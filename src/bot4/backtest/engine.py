@@ -136,7 +136,8 @@ class Backtest:
         n_total = sum(len(s) for s in series)
         equity_ts = np.empty(n_total, dtype=np.int64)
         equity = np.empty(n_total, dtype=np.float64)
-        order = _merged_order(series)
+        single = len(series) == 1
+        order = None if single else _merged_order(series)
         done = 0
         bars = {s.symbol: Bar(s.symbol, 0, 0.0, 0.0, 0.0, 0.0, 0.0) for s in series}
         indicators: dict[str, list[Any]] = {s.symbol: [] for s in series}
@@ -152,8 +153,11 @@ class Backtest:
         money = float(10**18)
         last_equity = 0.0
         for chunk_start in range(0, n_total, CHUNK):
-            rows = order[chunk_start : chunk_start + CHUNK]
-            for sidx, i0, i1 in _runs(rows):
+            if order is None:  # one series: the chunk is a run of its bars
+                runs = [(0, chunk_start, min(chunk_start + CHUNK, n_total))]
+            else:
+                runs = _runs(order[chunk_start : chunk_start + CHUNK])
+            for sidx, i0, i1 in runs:
                 s = series[sidx]
                 sym = s.symbol
                 interval = s.interval_ns
@@ -235,9 +239,6 @@ class Backtest:
 
 def _merged_order(series: list[BarSeries]) -> np.ndarray:
     """Rows (series index, bar index) of all bars in time order (ties: series order)."""
-    if len(series) == 1:
-        n = len(series[0])
-        return np.stack([np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)], axis=1)
     ts = np.concatenate([s.ts_ns for s in series])
     sidx = np.concatenate([np.full(len(s), k, dtype=np.int64) for k, s in enumerate(series)])
     bidx = np.concatenate([np.arange(len(s), dtype=np.int64) for s in series])

@@ -170,25 +170,28 @@ def synthetic_bars(
     if n <= 0:
         raise ValidationError("n", "must be > 0", n)
     rng = np.random.default_rng(seed)
-    steps = rng.normal(0.0, sigma, n)
     ticks_per_unit = round(1 / tick)
-    close = np.rint(start_price * np.exp(np.cumsum(steps)) * ticks_per_unit)
-    close = np.maximum(close, 1.0)
+    # In place where possible: a million bars should not cost several times their size.
+    close = rng.normal(0.0, sigma, n)
+    np.cumsum(close, out=close)
+    np.exp(close, out=close)
+    close *= start_price * ticks_per_unit
+    np.rint(close, out=close)
+    np.maximum(close, 1.0, out=close)
     open_ = np.empty(n)
     open_[0] = round(start_price * ticks_per_unit)
     open_[1:] = close[:-1]
-    wick = np.abs(rng.normal(0.0, sigma / 2, (2, n))) * close
-    high = np.maximum(open_, close) + np.rint(wick[0])
-    low = np.maximum(np.minimum(open_, close) - np.rint(wick[1]), 1.0)
+    high = np.abs(rng.normal(0.0, sigma / 2, n))
+    high *= close
+    np.rint(high, out=high)
+    high += np.maximum(open_, close)
+    low = np.abs(rng.normal(0.0, sigma / 2, n))
+    low *= close
+    np.rint(low, out=low)
+    np.subtract(np.minimum(open_, close), low, out=low)
+    np.maximum(low, 1.0, out=low)
     volume = np.round(rng.gamma(2.0, 5.0, n), 5)
+    for column in (open_, high, low, close):
+        column /= ticks_per_unit
     ts = start_ns + np.arange(n, dtype=np.int64) * interval_ns
-    return BarSeries(
-        symbol,
-        ts,
-        open_ / ticks_per_unit,
-        high / ticks_per_unit,
-        low / ticks_per_unit,
-        close / ticks_per_unit,
-        volume,
-        interval_ns,
-    )
+    return BarSeries(symbol, ts, open_, high, low, close, volume, interval_ns)
