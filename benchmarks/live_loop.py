@@ -1,0 +1,261 @@
+"""Paper/live loop speed: tick-to-order latency in the process, orders/s to the server.
+
+1. Tick to order: a trade tick enters ``LiveRunner.on_tick`` (reference price, then the
+   strategy's ``on_trade``), the strategy places a limit order, which passes the risk
+   engine, is journaled (SQLite, as in paper and live) and lands in the order manager's
+   outbox; the clock stops when the adapter is handed the order (``after_action`` ->
+   ``CcxtVenue.kick``).  The venue is a stand-in here: nothing is sent.  Reported with
+   and without the journal write, to show what durability costs.
+2. Orders per second through the whole path: risk engine -> order manager -> journal ->
+   CcxtVenue -> ccxt (HTTP) -> a ``bot4 exchange`` subprocess -> the response applied
+   back to the order manager.  Limit IOC orders below the market: each one is accepted
+   and expires at the venue, so the measure is the order path, not the matching.
+
+The last line is one JSON object: ``tick_to_order_p50_us``, ``tick_to_order_p99_us``,
+``orders_per_sec`` and more.  ``--quick`` runs small counts (the test uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bot4.core.enums import OrderSide, OrderType, TimeInForce  # noqa: E402
+from bot4.core.instrument import Instrument  # noqa: E402
+from bot4.live.runner import LiveRunner, RunnerConfig  # noqa: E402
+from bot4.oms.requests import OrderRequest  # noqa: E402
+from bot4.risk.profile import RiskProfile  # noqa: E402
+from bot4.strategy.base import Strategy  # noqa: E402
+from bot4.venues.ccxt_config import Credentials, VenueConfig  # noqa: E402
+from bot4.venues.rate_limit import SECOND, BucketSpec, VenueLimiter  # noqa: E402
+
+KEY, SECRET = "bench-key", "bench-secret"
+
+
+def permissive() -> RiskProfile:
+    return RiskProfile.default().with_limits(
+        require_stop_loss=False,
+        max_open_orders=10**9,
+        max_orders_per_window=10**9,
+        max_position_pct_equity=Decimal("0.5"),
+        max_var_pct_equity=Decimal(0),
+        correlation_limit=Decimal(1),
+    )
+
+
+class TickTrader(Strategy):
+    """One limit order per tick, alternating sides, 2 % away from the market."""
+
+    def on_start(self) -> None:
+        self.n = 0
+        self.inst = self.ctx.instrument("BTCUSDT")
+
+    def on_trade(self, trade: Any) -> None:
+        self.n += 1
+        if self.n & 1:
+            self.buy("0.001", limit=trade.price * Decimal("0.98"))
+        else:
+            self.sell("0.001", limit=trade.price * Decimal("1.02"))
+
+
+class Idle(Strategy):
+    pass
+
+
+class StandIn:
+    """What CcxtVenue needs of a ccxt client when nothing is sent."""
+
+    id = "binance"
+    rateLimit = 50
+
+    def __init__(self) -> None:
+        self.has: dict[str, bool] = {"watchOrders": True}
+
+
+def btcusdt() -> Instrument:
+    return Instrument.create(
+        "BTCUSDT", "BTC", "USDT", "0.01", "0.00001", "0.00001", "9000", "5", "9000000"
+    )
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def tick_to_order(n: int, journal: bool, tmp: Path) -> dict[str, float]:
+    url = f"sqlite:///{tmp / f'bench-{journal}-{n}-{time.perf_counter_ns()}.db'}"
+    cfg = RunnerConfig(
+        VenueConfig("binance", Credentials(KEY, SECRET)),
+        ["BTC/USDT"],
+        TickTrader,
+        journal_url=url,
+        risk_profile=permissive(),
+        status=False,
+    )
+    runner = LiveRunner(cfg)
+
+    async def build() -> None:  # the venue's asyncio primitives want a running loop
+        runner.wire(StandIn(), {"BTCUSDT": btcusdt()}, {"BTCUSDT": "BTC/USDT"}, [])
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(build())
+    if not journal:
+        runner.om.journal = None
+    runner.om.deposit("USDT", "1000000000")
+    runner.om.deposit("BTC", "1000000")
+    runner.risk.release("venue-down")
+    handed: list[int] = []
+    kick = runner.venue.kick
+
+    def after_action() -> None:
+        handed.append(time.perf_counter_ns())
+        kick()
+
+    runner.ctx.after_action = after_action
+    runner.started_ns = 1
+    runner.strategy.on_start()
+    on_tick = runner.on_tick
+    outbox = runner.om.outbox
+    lat: list[float] = []
+    price = Decimal("60000.00")
+    step = Decimal("0.01")
+    ts = time.time_ns()
+    for i in range(n + 200):
+        p = price + step * (i % 100)
+        handed.clear()
+        t0 = time.perf_counter_ns()
+        on_tick("BTCUSDT", p, ts + i)
+        if i >= 200 and handed:
+            lat.append((handed[0] - t0) / 1000)
+        outbox.clear()  # the adapter took it
+    loop.close()
+    if runner.om.journal is not None:
+        runner.om.journal.close()
+    return {"p50": statistics.median(lat), "p99": pct(lat, 0.99), "n": len(lat)}
+
+
+async def orders_per_sec(n: int, tmp: Path) -> dict[str, float]:
+    from bot4.server.process import ServerProcess
+
+    args = ["--api-key", KEY, "--api-secret", SECRET, "--symbols", "BTCUSDT"]
+    args += ["--balances", "USDT=100000000,BTC=1000", "--weight-limit", "100000000"]
+    args += ["--orders-per-10s", "100000000"]
+    limiter = VenueLimiter(
+        "binance",
+        (
+            BucketSpec("request_weight", 10**8, 60 * SECOND),
+            BucketSpec("orders", 10**8, 10 * SECOND),
+        ),
+        time.monotonic_ns,
+    )
+    with ServerProcess(args) as srv:
+        cfg = RunnerConfig(
+            VenueConfig.local(srv.http, Credentials(KEY, SECRET)),
+            ["BTC/USDT"],
+            Idle,
+            journal_url=f"sqlite:///{tmp / 'orders.db'}",
+            risk_profile=permissive(),
+            status=False,
+            limiter=limiter,
+            audit_interval_s=60,
+        )
+        runner = LiveRunner(cfg)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(runner.run(stop))
+        while not (
+            hasattr(runner, "venue")
+            and runner.venue.ready.is_set()
+            and runner.risk.market.last_prices.get("BTCUSDT")
+        ):
+            await asyncio.sleep(0.02)
+        mark = Decimal(runner.risk.market.last_prices["BTCUSDT"]) / 10**9
+        price = str((mark * Decimal("0.98")).quantize(Decimal("0.01")))
+        done: dict[str, int] = {}
+        sent: dict[str, int] = {}
+
+        def on_event(ev: Any) -> None:
+            if ev.kind in ("OrderExpired", "OrderCanceled", "OrderFilled", "OrderRejected"):
+                done.setdefault(ev.client_order_id, time.perf_counter_ns())
+
+        runner.om.listeners.append(on_event)
+        req = OrderRequest(
+            "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, "0.001", price=price,
+            time_in_force=TimeInForce.IOC,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        for _ in range(n):
+            cid = runner.risk.submit(req).client_order_id
+            sent[cid] = time.perf_counter_ns()
+            runner.venue.kick()
+            if len(sent) - len(done) > 64:  # keep a bounded number in flight
+                while len(sent) - len(done) > 32:
+                    await asyncio.sleep(0)
+        while len(done) < n:
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - t0
+        rtt = [(done[c] - sent[c]) / 1e6 for c in sent]
+        stop.set()
+        await task
+    return {
+        "per_sec": n / elapsed,
+        "rtt_p50_ms": statistics.median(rtt),
+        "rtt_p99_ms": pct(rtt, 0.99),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small counts (seconds)")
+    args = ap.parse_args()
+    ticks = 2_000 if args.quick else 20_000
+    orders = 300 if args.quick else 3_000
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        with_journal = tick_to_order(ticks, True, t)
+        memory_only = tick_to_order(ticks, False, t)
+        path = asyncio.run(orders_per_sec(orders, t))
+    total = time.perf_counter() - started
+    print(f"{'measure':<44} {'p50':>10} {'p99':>10}")
+    print(f"{'tick -> order handed to the adapter (us)':<44} "
+          f"{with_journal['p50']:>10.1f} {with_journal['p99']:>10.1f}")  # fmt: skip
+    print(f"{'  the same without the journal write (us)':<44} "
+          f"{memory_only['p50']:>10.1f} {memory_only['p99']:>10.1f}")  # fmt: skip
+    print(f"{'submit -> venue answer applied (ms)':<44} "
+          f"{path['rtt_p50_ms']:>10.2f} {path['rtt_p99_ms']:>10.2f}")  # fmt: skip
+    print(f"orders / s through ccxt to the server: {path['per_sec']:.0f}")
+    result = {
+        "tick_to_order_p50_us": round(with_journal["p50"], 2),
+        "tick_to_order_p99_us": round(with_journal["p99"], 2),
+        "tick_to_order_no_journal_p50_us": round(memory_only["p50"], 2),
+        "tick_to_order_no_journal_p99_us": round(memory_only["p99"], 2),
+        "orders_per_sec": round(path["per_sec"], 1),
+        "order_rtt_p50_ms": round(path["rtt_p50_ms"], 3),
+        "order_rtt_p99_ms": round(path["rtt_p99_ms"], 3),
+        "ticks": int(with_journal["n"]),
+        "orders": orders,
+        "quick": args.quick,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "elapsed_sec": round(total, 2),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""``bot4 paper`` / ``bot4 live`` as processes (``python -m bot4.live``): the status
+line, a clean Ctrl-C that cancels open orders, the live config file, and credentials
+that appear in neither the journal nor the logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.live_support import (
+    KEY,
+    REPO,
+    SECRET,
+    SYMBOL,
+    running_server,
+    venue_account,
+    wait_until,
+)
+
+
+def _risk(tmp: Path) -> Path:
+    risk = tmp / "risk.toml"
+    text = (REPO / "src/bot4/risk/default_profile.toml").read_text()
+    risk.write_text(text.replace("require_stop_loss = true", "require_stop_loss = false"))
+    return risk
+
+
+def _journal_bytes(tmp: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp.iterdir() if p.name.startswith("journal.db"))
+
+
+def test_paper_ctrl_c_cancels_open_orders_and_never_shows_the_secret(tmp_path: Path) -> None:
+    import asyncio
+
+    env = dict(
+        os.environ,
+        BOT4_PAPER_API_KEY=KEY,
+        BOT4_PAPER_SECRET=SECRET,
+        BOT4_LOG_LEVEL="DEBUG",
+        PYTHONUNBUFFERED="1",
+    )
+    with running_server() as srv:
+        args = [
+            sys.executable, "-m", "bot4.live", "paper",
+            "--exchange-url", srv.http,
+            "--strategy", "tests.live_support:Churn",
+            "--param", "period_ms=100",
+            "--journal", str(tmp_path / "journal.db"),
+            "--risk", str(_risk(tmp_path)),
+            "--status-interval", "0.5",
+            "--summary", str(tmp_path / "summary.json"),
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            open_at_venue: list[str] = []
+
+            def resting() -> bool:
+                open_at_venue[:] = asyncio.run(venue_account(srv.port))["open"]
+                return bool(open_at_venue)
+
+            assert wait_until(resting, 20, step=0.2), "no resting order appeared"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err[-3000:]
+        account = asyncio.run(venue_account(srv.port))
+    assert account["open"] == [], "Ctrl-C left orders open at the venue"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["open_orders"] == []
+    assert "venue UP | risk ACTIVE" in err  # the status line
+    logs = out + err + (tmp_path / "summary.json").read_text()
+    for secret in (SECRET, KEY):
+        assert secret not in logs
+        assert secret.encode() not in _journal_bytes(tmp_path)
+
+
+def test_paper_keep_orders_leaves_them_working(tmp_path: Path) -> None:
+    import asyncio
+
+    env = dict(os.environ, BOT4_PAPER_API_KEY=KEY, BOT4_PAPER_SECRET=SECRET)
+    with running_server() as srv:
+        args = [
+            sys.executable, "-m", "bot4.live", "paper",
+            "--exchange-url", srv.http,
+            "--strategy", "tests.live_support:Churn",
+            "--param", "period_ms=100",
+            "--param", "steps=1",  # one resting limit buy, then nothing
+            "--journal", str(tmp_path / "journal.db"),
+            "--risk", str(_risk(tmp_path)),
+            "--duration", "2",
+            "--keep-orders",
+        ]  # fmt: skip
+        done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=40)
+        assert done.returncode == 0, done.stderr[-3000:]
+        account = asyncio.run(venue_account(srv.port))
+    assert len(account["open"]) == 1
+
+
+def test_live_command_with_a_config_file(tmp_path: Path) -> None:
+    with running_server() as srv:
+        cfg = tmp_path / "live.toml"
+        cfg.write_text(
+            f"""
+exchange = "binance"
+symbols = ["BTC/USDT"]
+strategy = "tests.live_support:Churn"
+journal = "{tmp_path / "journal.db"}"
+risk_profile = "{_risk(tmp_path)}"
+[params]
+period_ms = 100
+[urls]
+rest = "{srv.http}/api/v3"
+ws = "{srv.ws}/ws"
+ws_api = "{srv.ws}/ws-api/v3"
+"""
+        )
+        env = dict(os.environ, BOT4_BINANCE_API_KEY=KEY, BOT4_BINANCE_SECRET=SECRET)
+        args = [sys.executable, "-m", "bot4.live", "live", "--exchange", "binance"]
+        args += ["--config", str(cfg), "--duration", "3", "--summary", str(tmp_path / "s.json")]
+        done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=40)
+        assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["stats"]["fills"] > 0 and summary["alerts"] == []
+    assert summary["positions"].get(SYMBOL) is not None
+
+
+def test_live_refuses_credentials_inside_a_repository(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    cfg = repo / "live.toml"
+    cfg.write_text('symbols = ["BTC/USDT"]\n[credentials]\napi_key = "k"\nsecret = "s"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOT4_BINANCE_")}
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bot4.live", "live", "--exchange", "binance", "--config", str(cfg)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "outside any git repository" in done.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_paper_without_a_url_runs_its_own_simulator(tmp_path: Path) -> None:
+    args = [
+        sys.executable, "-m", "bot4.live", "paper",
+        "--strategy", "tests.live_support:Churn",
+        "--param", "period_ms=100",
+        "--risk", str(_risk(tmp_path)),
+        "--journal", str(tmp_path / "journal.db"),
+        "--balances", "USDT=50000,BTC=1",
+        "--duration", "2",
+        "--summary", str(tmp_path / "s.json"),
+    ]  # fmt: skip
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    start = summary["recoveries"][0]
+    assert start["balance_adjustments"] == {"BTC": "1", "USDT": "50000"}  # fresh journal
+    assert summary["stats"]["creates"] > 0 and summary["open_orders"] == []
+    assert (tmp_path / "journal.exchange.json").exists()  # the simulator's state, kept
