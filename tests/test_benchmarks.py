@@ -60,3 +60,20 @@ def test_backtest_against_backtesting_py() -> None:
     assert result["bars"] == 50_000
     assert result["same_trades"] is True and result["same_equity"] is True
     assert_positive(result, "bot4_bars_per_sec", "peer_bars_per_sec", "speedup", "peak_rss_mb")
+
+
+def test_exchange_server() -> None:
+    result, table = run_benchmark("exchange_server.py", "--quick")
+    assert "round trips" in table
+    assert_positive(result, "round_trips_per_sec", "p50_ms", "p99_ms")
+    assert result["p50_ms"] <= result["p99_ms"]  # type: ignore[operator]
+    assert result["round_trips"] == 300 and result["quick"] is True
+    assert result["host"] == "127.0.0.1"
+
+
+def test_live_loop() -> None:
+    result, table = run_benchmark("live_loop.py", "--quick")
+    assert "orders / s" in table
+    assert_positive(result, "tick_to_order_p50_us", "tick_to_order_p99_us", "orders_per_sec")
+    assert result["tick_to_order_p50_us"] <= result["tick_to_order_p99_us"]  # type: ignore[operator]
+    assert result["ticks"] == 2_000 and result["orders"] == 300 and result["quick"] is True

@@ -18,11 +18,8 @@ MINUTE_MS = 60_000
 N = 2_500  # candles of history: three pages of 1,000
 
 
-def history_state(tmp: Path) -> tuple[Path, int]:
-    """A server state file holding ``N`` past one-minute candles (the server keeps the
-    candles of its state file, so a fresh server has history to serve)."""
-    state = tmp / "state.json"
-    args = [
+def server_args(state: Path) -> list[str]:
+    return [
         "--symbols",
         "BTCUSDT",
         "--api-key",
@@ -34,6 +31,13 @@ def history_state(tmp: Path) -> tuple[Path, int]:
         "--state",
         str(state),
     ]
+
+
+def history_state(tmp: Path) -> tuple[Path, int]:
+    """A server state file holding ``N`` past one-minute candles (the server keeps the
+    candles of its state file, so a fresh server has history to serve)."""
+    state = tmp / "state.json"
+    args = server_args(state)
     with ServerProcess(args) as srv:
         time.sleep(0.5)
         srv.stop()
@@ -92,18 +96,7 @@ def download(url: str, out: Path, since: int, until: int | None = None) -> str:
 
 def test_download_pages_and_resumes(tmp_path: Path) -> None:
     state, start = history_state(tmp_path)
-    args = [
-        "--symbols",
-        "BTCUSDT",
-        "--api-key",
-        "k",
-        "--api-secret",
-        "s",
-        "--balances",
-        "USDT=1000",
-        "--state",
-        str(state),
-    ]
+    args = server_args(state)
     out = tmp_path / "BTC_USDT-1m.feather"
     with ServerProcess(args) as srv:
         # Stop part-way (as an interrupted download would) ...

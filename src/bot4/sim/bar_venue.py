@@ -26,7 +26,7 @@ from bot4.core.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
 from bot4.core.numbers import Rounding, div_round
 from bot4.core.order import Order
 from bot4.oms.manager import OrderManager
-from bot4.oms.requests import CancelOrder, ModifyOrder, SubmitOrder
+from bot4.oms.requests import CancelOrder, SubmitOrder
 from bot4.sim.bar_path import Bar, order_in_bar
 
 _STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
@@ -72,8 +72,8 @@ class BarVenue:
                 self._remove(order)
                 if not order.is_closed:
                     om.on_canceled(order.client_order_id)
-            elif isinstance(cmd, ModifyOrder):
-                pass  # the order object already carries its new quantity
+            # A ModifyOrder (an OCO leg resized) needs no work here: the venue reads
+            # each resting order's leaves quantity from the order itself when it fills.
 
     def _remove(self, order: Order) -> None:
         for book in (self.pending_market, self.resting):
