@@ -21,7 +21,6 @@ to stdout, and the last line is one JSON object with the results.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -41,6 +40,7 @@ from bot4.oms.journal import SqlJournal
 from bot4.oms.manager import OrderManager
 from bot4.oms.position import Position
 from bot4.oms.requests import OrderRequest
+from common import report
 
 T0 = 1_700_000_000_000_000_000
 BTCUSDT = Instrument.create(
@@ -191,12 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "journal_batched_appends_per_sec": round(batched_rate, 1),
         "order_events_per_run": events_per_run,
         "repeats": repeats,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "elapsed_sec": round(total, 2),
     }
-    print(json.dumps(result))
+    report(result, args.quick, total)
     return 0
 
 

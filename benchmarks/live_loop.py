@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,6 +38,7 @@ from bot4.risk.profile import RiskProfile  # noqa: E402
 from bot4.strategy.base import Strategy  # noqa: E402
 from bot4.venues.ccxt_config import Credentials, VenueConfig  # noqa: E402
 from bot4.venues.rate_limit import SECOND, BucketSpec, VenueLimiter  # noqa: E402
+from common import report  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret"
 
@@ -248,12 +246,8 @@ def main() -> int:
         "order_rtt_p99_ms": round(path["rtt_p99_ms"], 3),
         "ticks": int(with_journal["n"]),
         "orders": orders,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "elapsed_sec": round(total, 2),
     }
-    print(json.dumps(result))
+    report(result, args.quick, total)
     return 0
 
 

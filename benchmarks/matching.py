@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import random
@@ -46,6 +45,7 @@ from bot4.sim.fees import FeeSchedule
 from bot4.sim.l3_feed import BitfinexL3Feed, load_bitfinex_raw
 from bot4.sim.matching import MatchingEngine
 from bot4.sim.matching_types import NewOrder
+from common import report
 
 T0 = 1_747_699_200 * 10**9
 SYMBOL = "BTCUSDT"
@@ -222,12 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         "l3_locked_messages": stats.locked,
         "targets": {"orders_per_sec": TARGET_ORDERS, "l3_messages_per_sec": TARGET_L3},
         "repeats": repeats,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "elapsed_sec": round(total, 2),
     }
-    print(json.dumps(result))
+    report(result, args.quick, total)
     return 0
 
 

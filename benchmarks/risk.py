@@ -34,7 +34,6 @@ import argparse
 import cProfile
 import gc
 import io
-import json
 import os
 import platform
 import pstats
@@ -53,6 +52,7 @@ from bot4.oms.requests import OrderRequest
 from bot4.risk.breaker import BreakerState, CircuitBreaker
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
+from common import report
 
 T0 = 1_700_000_000_000_000_000
 N_SYMBOLS = 10
@@ -372,12 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         "timer_overhead_ns": overhead,
         "open_positions": sum(1 for p in world.om.state.positions.values() if p.qty_raw),
         "history_orders": world.history_orders,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "elapsed_sec": round(total, 2),
     }
-    print(json.dumps(result))
+    report(result, args.quick, total)
     return 0
 
 

@@ -301,11 +301,7 @@ def walk(
             avail = sum(r[QTY] for r in live)
             take = rem if rem < avail else avail
             if capped:
-                cap = budget // price
-                cap -= cap % step
-                if cap < take:
-                    take = cap
-                budget -= take * price
+                take, budget = _within_budget(take, budget, price, step)
             filled += take
             cost += take * price
             rem -= take
@@ -325,11 +321,7 @@ def walk(
                 return filled, cost  # EXPIRE_TAKER / EXPIRE_BOTH end the taker here
             take = rem if rem < vis else vis
             if capped:
-                cap = budget // price
-                cap -= cap % step
-                if cap < take:
-                    take = cap
-                budget -= take * price
+                take, budget = _within_budget(take, budget, price, step)
             filled += take
             cost += take * price
             rem -= take
@@ -381,3 +373,13 @@ def audit(engine: MatchingEngine) -> None:
         for asset, bal in state.account.balances.items():
             assert bal.free >= 0, f"{name} {asset}: negative free balance"
             assert bal.locked == locked.get((name, asset), 0), f"{name} {asset}: locked"
+
+
+def _within_budget(take: int, budget: int, price: int, step: int) -> tuple[int, int]:
+    """A quote-quantity market order's take at ``price``: no more than the budget left
+    buys, on the step; returns (take, budget left)."""
+    cap = budget // price
+    cap -= cap % step
+    if cap < take:
+        take = cap
+    return take, budget - take * price
