@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 # -- order record fields ---------------------------------------------------------------
 QTY = 0  # remaining quantity (visible + hidden), raw; 0 marks a dead record
@@ -74,18 +74,20 @@ def _view(rec: Record) -> RestingOrder:
     )
 
 
-class OrderBook:
-    """Price-time priority book; all prices and quantities are raw ints (1e-9)."""
+class BookQueries:
+    """The read side of the book (and ``cancel``/``record``), shared by the pure-Python
+    book and the compiled one: these are not on any hot path."""
 
-    __slots__ = ("ask_keys", "asks", "bid_keys", "bids", "orders", "symbol")
+    __slots__ = ()
+    symbol: str
+    bids: dict[int, Record]
+    asks: dict[int, Record]
+    bid_keys: list[int]  # prices ascending: best bid last
+    ask_keys: list[int]  # -price ascending: best ask last
+    orders: dict[int, Record]
 
-    def __init__(self, symbol: str = "") -> None:
-        self.symbol = symbol
-        self.bids: dict[int, Record] = {}
-        self.asks: dict[int, Record] = {}
-        self.bid_keys: list[int] = []  # prices ascending: best bid last
-        self.ask_keys: list[int] = []  # -price ascending: best ask last
-        self.orders: dict[int, Record] = {}
+    def remove_record(self, rec: Record) -> None:
+        raise NotImplementedError
 
     # -- queries -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -150,6 +152,65 @@ class OrderBook:
             tuple(self.side_orders(False)),
         )
 
+    def cancel(self, order_id: int) -> RestingOrder:
+        """Remove a resting order; raises ``UnknownBookOrder`` if it is not here."""
+        rec = self.orders.get(order_id)
+        if rec is None:
+            raise UnknownBookOrder(order_id)
+        view = _view(rec)
+        self.remove_record(rec)
+        return view
+
+    def record(self, order_id: int) -> Record:
+        """The live record itself (for the matching engine; do not keep it)."""
+        rec = self.orders.get(order_id)
+        if rec is None:
+            raise UnknownBookOrder(order_id)
+        return rec
+
+    # -- self-check (tests) --------------------------------------------------------------
+    def check(self) -> None:
+        """Verify every invariant the fast paths rely on; raises AssertionError."""
+        seen: set[int] = set()
+        for is_buy, levels, keys in (
+            (True, self.bids, self.bid_keys),
+            (False, self.asks, self.ask_keys),
+        ):
+            assert keys == sorted(keys), "price keys out of order"
+            assert len(set(keys)) == len(keys), "duplicate price keys"
+            expected = {k if is_buy else -k for k in keys}
+            assert set(levels) == expected, "level dict and keys disagree"
+            for price, lvl in levels.items():
+                assert lvl[L_PRICE] == price and lvl[L_IS_BUY] is is_buy
+                live = [r for r in lvl[L_QUEUE] if r[QTY]]
+                assert live, f"empty level {price} left in the book"
+                assert lvl[L_COUNT] == len(live), f"count of level {price}"
+                assert lvl[L_TOTAL] == sum(r[VISIBLE] for r in live), f"total of level {price}"
+                for r in live:
+                    oid = r[ORDER_ID]
+                    assert r[PRICE] == price and r[IS_BUY] is is_buy and r[LEVEL] is lvl
+                    assert 0 < r[VISIBLE] <= r[QTY]
+                    assert oid not in seen, f"order {oid} queued twice"
+                    assert id(self.orders.get(oid)) == id(r), f"index of {oid}"
+                    seen.add(oid)
+        assert seen == set(self.orders), "order index holds orders not in any queue"
+
+
+class PyOrderBook(BookQueries):
+    """Price-time priority book; all prices and quantities are raw ints (1e-9).  The
+    pure-Python implementation: the fallback where the compiled one is not built, and
+    the reference the compiled one is tested against."""
+
+    __slots__ = ("ask_keys", "asks", "bid_keys", "bids", "orders", "symbol")
+
+    def __init__(self, symbol: str = "") -> None:
+        self.symbol = symbol
+        self.bids = {}
+        self.asks = {}
+        self.bid_keys = []
+        self.ask_keys = []
+        self.orders = {}
+
     # -- changes -------------------------------------------------------------------------
     # add / remove_record / modify are the L3 feed's inner loop: the level bookkeeping is
     # written out in each rather than shared through helper calls (a call costs about as
@@ -188,15 +249,6 @@ class OrderBook:
         rec[LEVEL] = lvl
         orders[order_id] = rec
         return rec
-
-    def cancel(self, order_id: int) -> RestingOrder:
-        """Remove a resting order; raises ``UnknownBookOrder`` if it is not here."""
-        rec = self.orders.get(order_id)
-        if rec is None:
-            raise UnknownBookOrder(order_id)
-        view = _view(rec)
-        self.remove_record(rec)
-        return view
 
     def remove_record(self, rec: Record) -> None:
         """Remove a live record, and its level if that empties."""
@@ -361,36 +413,28 @@ class OrderBook:
         orders[order_id] = rec
         return outcome
 
-    def record(self, order_id: int) -> Record:
-        """The live record itself (for the matching engine; do not keep it)."""
-        rec = self.orders.get(order_id)
-        if rec is None:
-            raise UnknownBookOrder(order_id)
-        return rec
 
-    # -- self-check (tests) --------------------------------------------------------------
-    def check(self) -> None:
-        """Verify every invariant the fast paths rely on; raises AssertionError."""
-        seen: set[int] = set()
-        for is_buy, levels, keys in (
-            (True, self.bids, self.bid_keys),
-            (False, self.asks, self.ask_keys),
-        ):
-            assert keys == sorted(keys), "price keys out of order"
-            assert len(set(keys)) == len(keys), "duplicate price keys"
-            expected = {k if is_buy else -k for k in keys}
-            assert set(levels) == expected, "level dict and keys disagree"
-            for price, lvl in levels.items():
-                assert lvl[L_PRICE] == price and lvl[L_IS_BUY] is is_buy
-                live = [r for r in lvl[L_QUEUE] if r[QTY]]
-                assert live, f"empty level {price} left in the book"
-                assert lvl[L_COUNT] == len(live), f"count of level {price}"
-                assert lvl[L_TOTAL] == sum(r[VISIBLE] for r in live), f"total of level {price}"
-                for r in live:
-                    oid = r[ORDER_ID]
-                    assert r[PRICE] == price and r[IS_BUY] is is_buy and r[LEVEL] is lvl
-                    assert 0 < r[VISIBLE] <= r[QTY]
-                    assert oid not in seen, f"order {oid} queued twice"
-                    assert id(self.orders.get(oid)) == id(r), f"index of {oid}"
-                    seen.add(oid)
-        assert seen == set(self.orders), "order index holds orders not in any queue"
+def _compiled_book() -> type[PyOrderBook] | None:
+    """The compiled book (``bot4.sim._fastbook``), or None where it is not built or
+    ``BOT4_PURE_SIM`` is set."""
+    from bot4.sim._compiled import compiled
+
+    fast = compiled("_fastbook")
+    if fast is None:
+        return None
+
+    class OrderBook(fast.BookCore, BookQueries):  # type: ignore[misc,name-defined]
+        """Price-time priority book; all prices and quantities are raw ints (1e-9).
+        Compiled changes (``BookCore``), shared queries (``BookQueries``)."""
+
+        __slots__ = ()
+
+    OrderBook.__module__ = __name__
+    OrderBook.__qualname__ = "OrderBook"
+    return OrderBook
+
+
+if TYPE_CHECKING:
+    OrderBook = PyOrderBook
+else:
+    OrderBook = _compiled_book() or PyOrderBook

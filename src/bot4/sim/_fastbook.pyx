@@ -1,0 +1,362 @@
+# cython: language_level=3, boundscheck=False
+"""Compiled core of the L3 book and of the Bitfinex feed loop (see docs/sim.md).
+
+``BookCore`` holds exactly the data ``bot4.sim.book.PyOrderBook`` holds -- the same
+record and level lists, the same sorted key lists, the same dicts -- and its methods
+are line-for-line translations of the pure-Python ones.  Sharing the layout is what
+lets the matching engine, ``walk``, the exchange server and the tests work on either
+book unchanged; ``tests/test_sim_compiled.py`` drives both with the same random
+stream and compares them.
+
+The speed comes from typed containers (``list``/``dict`` operations become direct C-API
+calls with no bounds checks), literal field indices, and the feed loop running here
+over the parsed JSON list instead of in the interpreter.  Numbers stay Python ints:
+the book is exact for any size, as the pure one is.
+"""
+
+from bisect import bisect_left, insort
+from collections import deque
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.ref cimport PyObject
+from libc.math cimport llround
+
+# record fields: QTY VISIBLE PRICE ORDER_ID IS_BUY DISPLAY ACCOUNT OWNER LEVEL
+# level fields:  L_TOTAL L_COUNT L_QUEUE L_PRICE L_IS_BUY
+cdef Py_ssize_t _PURGE_SLACK = 16  # as in book.py: purge dead records past 2 * live + 16
+
+
+cdef inline object _last(list keys):
+    return <object>PyList_GET_ITEM(keys, PyList_GET_SIZE(keys) - 1)
+
+
+cdef inline void _drop_key(list keys, object key) except *:
+    cdef Py_ssize_t n = PyList_GET_SIZE(keys)
+    if <object>PyList_GET_ITEM(keys, n - 1) == key:
+        keys.pop()
+    else:
+        del keys[bisect_left(keys, key)]
+
+
+cdef inline void _add_key(list keys, object key) except *:
+    cdef Py_ssize_t n = PyList_GET_SIZE(keys)
+    if n == 0 or key > <object>PyList_GET_ITEM(keys, n - 1):
+        keys.append(key)
+    else:
+        insort(keys, key)
+
+
+cdef class BookCore:
+    """The book's state and its changing operations; queries live in the Python
+    subclass (``bot4.sim.book.OrderBook``), which is the public type."""
+
+    cdef public object symbol
+    cdef public dict bids
+    cdef public dict asks
+    cdef public list bid_keys
+    cdef public list ask_keys
+    cdef public dict orders
+    cdef list _spare  # emptied queues of dropped levels, reused for new levels
+
+    def __init__(self, symbol: str = "") -> None:
+        self._spare = []
+        self.symbol = symbol
+        self.bids = {}
+        self.asks = {}
+        self.bid_keys = []
+        self.ask_keys = []
+        self.orders = {}
+
+    cdef list _new_record(self, object order_id, object is_buy, object price, object qty,
+                          object display, object account, object owner):
+        cdef object visible = display if display and 0 < display < qty else qty
+        cdef list rec = [qty, visible, price, order_id, is_buy, display, account, owner, None]
+        cdef object queue
+        cdef dict levels
+        cdef list keys
+        cdef object key
+        cdef list lvl
+        cdef PyObject* found
+        if is_buy:
+            levels, keys, key = self.bids, self.bid_keys, price
+        else:
+            levels, keys, key = self.asks, self.ask_keys, -price
+        found = PyDict_GetItem(levels, price)
+        if found == NULL:
+            if PyList_GET_SIZE(self._spare):
+                queue = self._spare.pop()
+            else:
+                queue = deque()
+            queue.append(rec)
+            lvl = [visible, 1, queue, price, is_buy]
+            PyDict_SetItem(levels, price, lvl)
+            _add_key(keys, key)
+        else:
+            lvl = <list>found
+            lvl[0] = lvl[0] + visible
+            lvl[1] = lvl[1] + 1
+            lvl[2].append(rec)
+        rec[8] = lvl
+        PyDict_SetItem(self.orders, order_id, rec)
+        return rec
+
+    cdef void _recycle(self, list lvl) except *:
+        """Empty a dropped level's queue (breaking the record <-> level cycles, as the
+        pure book does) and keep it for the next new level: a deque costs more to
+        create than the rest of an add.  The dropped level is left an empty tuple."""
+        queue = lvl[2]
+        queue.clear()
+        lvl[2] = ()
+        if PyList_GET_SIZE(self._spare) < 64:
+            self._spare.append(queue)
+
+    def add(self, order_id, is_buy, price, qty, display=0, account=None, owner=None):
+        """Rest a new order at the back of its level's queue; returns its record."""
+        if order_id in self.orders or price <= 0 or qty <= 0 or display < 0:
+            raise ValueError(f"bad add of {order_id}: price {price}, qty {qty}, display {display}")
+        return self._new_record(order_id, is_buy, price, qty, display, account, owner)
+
+    cdef void _remove(self, list rec) except *:
+        cdef list lvl = <list>rec[8]
+        cdef object queue
+        cdef object count
+        PyDict_DelItem(self.orders, rec[3])
+        rec[0] = 0
+        count = lvl[1] - 1
+        if count:
+            lvl[1] = count
+            lvl[0] = lvl[0] - rec[1]
+            rec[1] = 0
+            queue = lvl[2]
+            if queue[-1] is rec:
+                queue.pop()
+            elif queue[0] is rec:
+                queue.popleft()
+            elif len(queue) > 2 * count + _PURGE_SLACK:
+                lvl[2] = deque([r for r in queue if r[0]])
+            return
+        rec[1] = 0
+        lvl[1] = 0
+        lvl[0] = 0
+        self._recycle(lvl)
+        price = lvl[3]
+        if lvl[4]:
+            PyDict_DelItem(self.bids, price)
+            _drop_key(self.bid_keys, price)
+        else:
+            PyDict_DelItem(self.asks, price)
+            _drop_key(self.ask_keys, -price)
+
+    def remove_record(self, list rec) -> None:
+        """Remove a live record, and its level if that empties."""
+        self._remove(rec)
+
+    def detach(self, list rec) -> None:
+        """Take a record out of the book but leave an emptied level in place."""
+        cdef list lvl = <list>rec[8]
+        lvl[0] = lvl[0] - rec[1]
+        lvl[1] = lvl[1] - 1
+        rec[0] = 0
+        rec[1] = 0
+        PyDict_DelItem(self.orders, rec[3])
+        queue = lvl[2]
+        if queue[-1] is rec:
+            queue.pop()
+        elif queue[0] is rec:
+            queue.popleft()
+        elif len(queue) > 2 * lvl[1] + _PURGE_SLACK:
+            lvl[2] = deque([r for r in queue if r[0]])
+
+    def drop_level(self, list lvl) -> None:
+        """Remove an empty level from its side."""
+        self._recycle(lvl)
+        price = lvl[3]
+        if lvl[4]:
+            PyDict_DelItem(self.bids, price)
+            _drop_key(self.bid_keys, price)
+        else:
+            PyDict_DelItem(self.asks, price)
+            _drop_key(self.ask_keys, -price)
+
+    def modify(self, order_id, price, qty):
+        """See ``PyOrderBook.modify``."""
+        cdef PyObject* found = PyDict_GetItem(self.orders, order_id)
+        cdef list rec
+        if found == NULL:
+            from bot4.sim.book import UnknownBookOrder
+            raise UnknownBookOrder(order_id)
+        if price <= 0 or qty <= 0:
+            raise ValueError(f"bad modify of {order_id}: price {price}, qty {qty}")
+        rec = <list>found
+        old = rec[0]
+        if price == rec[2] and qty <= old:
+            if qty < old:
+                rec[0] = qty
+                vis = rec[1]
+                if vis > qty:
+                    lvl = rec[8]
+                    lvl[0] = lvl[0] - (vis - qty)
+                    rec[1] = qty
+            return True
+        self._remove(rec)
+        self._new_record(order_id, rec[4], price, qty, rec[5], rec[6], rec[7])
+        return False
+
+    cdef int _upsert(self, object order_id, object is_buy, object price, object qty) except -1:
+        cdef PyObject* found = PyDict_GetItem(self.orders, order_id)
+        cdef list rec
+        cdef int outcome = 0
+        cdef bint same_side
+        if found != NULL:
+            rec = <list>found
+            old = rec[0]
+            same_side = rec[4] is is_buy
+            if same_side and price == rec[2] and qty <= old:
+                if qty < old:
+                    rec[0] = qty
+                    vis = rec[1]
+                    if vis > qty:
+                        lvl = rec[8]
+                        lvl[0] = lvl[0] - (vis - qty)
+                        rec[1] = qty
+                return 1  # KEPT
+            outcome = 2 if same_side else 3  # REQUEUED / FLIPPED
+            self._remove(rec)
+        self._new_record(order_id, is_buy, price, qty, 0, None, None)
+        return outcome
+
+    def upsert(self, order_id, is_buy, price, qty) -> int:
+        """See ``PyOrderBook.upsert``."""
+        if price <= 0 or qty <= 0:
+            raise ValueError(f"bad update of {order_id}: price {price}, qty {qty}")
+        return self._upsert(order_id, is_buy, price, qty)
+
+
+cdef inline bint _raw_c(object value, long long* out):
+    """``bot4.sim.l3_feed.to_raw_exact``'s shortcut in C (the proof is there): below 1e6
+    the nearest multiple of 1e-9 is the float's exact value iff it reads back.  False:
+    take the exact slow path."""
+    cdef double x
+    cdef long long k
+    if type(value) is not float:
+        return False
+    x = PyFloat_AS_DOUBLE(value)
+    if not (-1e6 < x < 1e6):
+        return False
+    k = llround(x * 1e9)
+    if <double>k / 1e9 != x:
+        return False
+    out[0] = k
+    return True
+
+
+def apply_bitfinex(BookCore book, list messages, object convert, object other, object after,
+                   list counters, object stats):
+    """The Bitfinex R0 loop of ``BitfinexL3Feed.apply_all``, compiled.
+
+    ``convert`` is the exact JSON number -> raw int conversion (``to_raw_exact``), for
+    what the C shortcut does not cover; ``other(msg)`` handles a message that is not a
+    single-order update.  ``counters`` (ADDED, KEPT, REQUEUED, FLIPPED, deletes,
+    missed, crossed, locked, episodes, was_crossed) is updated in place at the end,
+    ``stats.first_crossed_at`` when it happens, exactly as the pure loop does.
+    """
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(messages)
+    cdef long long added = 0, kept = 0, requeued = 0, flipped = 0
+    cdef long long deletes = 0, missed = 0, crossed = 0, locked = 0, episodes = 0
+    cdef bint was = counters[9]
+    cdef bint cross_state = False
+    cdef int outcome
+    cdef long long kp, kq
+    cdef object msg, body, oid, price, amount, p, q, is_buy, bid_top, ask_top
+    cdef object last_bid = None, last_ask = None
+    cdef PyObject* found
+    cdef dict orders = book.orders
+    cdef list bid_keys = book.bid_keys
+    cdef list ask_keys = book.ask_keys
+    cdef int gap_sign = -1  # of the last (bid_top, ask_top) pair seen
+    for i in range(n):
+        msg = <object>PyList_GET_ITEM(messages, i)
+        body = None
+        if type(msg) is list and PyList_GET_SIZE(<list>msg) >= 2:
+            body = <object>PyList_GET_ITEM(<list>msg, 1)
+        if type(body) is not list or PyList_GET_SIZE(<list>body) != 3 or type(
+            <object>PyList_GET_ITEM(<list>body, 0)
+        ) is list:
+            other(msg)
+        else:
+            oid = <object>PyList_GET_ITEM(<list>body, 0)
+            price = <object>PyList_GET_ITEM(<list>body, 1)
+            amount = <object>PyList_GET_ITEM(<list>body, 2)
+            if not price:
+                deletes += 1
+                found = PyDict_GetItem(orders, oid)
+                if found == NULL:
+                    missed += 1
+                else:
+                    book._remove(<list>found)
+            else:
+                if not _raw_c(price, &kp) or not _raw_c(amount, &kq):
+                    kp = kq = 0
+                    p = convert(price)
+                    q = convert(amount)
+                    if q > 0:
+                        is_buy = True
+                    else:
+                        is_buy = False
+                        q = -q
+                    if p <= 0 or q <= 0:
+                        raise ValueError(f"bad update of {oid}: price {p}, qty {q}")
+                else:
+                    if kq > 0:
+                        is_buy = True
+                    else:
+                        is_buy = False
+                        kq = -kq
+                    if kp <= 0 or kq <= 0:
+                        raise ValueError(f"bad update of {oid}: price {kp}, qty {kq}")
+                    p = kp
+                    q = kq
+                outcome = book._upsert(oid, is_buy, p, q)
+                if outcome == 0:
+                    added += 1
+                elif outcome == 1:
+                    kept += 1
+                elif outcome == 2:
+                    requeued += 1
+                else:
+                    flipped += 1
+        if PyList_GET_SIZE(bid_keys) and PyList_GET_SIZE(ask_keys):
+            bid_top = _last(bid_keys)
+            ask_top = _last(ask_keys)
+            if bid_top is not last_bid or ask_top is not last_ask:
+                last_bid, last_ask = bid_top, ask_top
+                gap = bid_top + ask_top  # best bid - best ask
+                gap_sign = 1 if gap > 0 else (0 if gap == 0 else -1)
+            if gap_sign >= 0:
+                if gap_sign:
+                    crossed += 1
+                else:
+                    locked += 1
+                if not was:
+                    episodes += 1
+                    was = True
+                    if stats.first_crossed_at < 0:
+                        stats.first_crossed_at = i
+            else:
+                was = False
+        else:
+            was = False
+        if after is not None:
+            after(i)
+    counters[0] += added
+    counters[1] += kept
+    counters[2] += requeued
+    counters[3] += flipped
+    counters[4] += deletes
+    counters[5] += missed
+    counters[6] += crossed
+    counters[7] += locked
+    counters[8] += episodes
+    counters[9] = was
