@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -23,8 +24,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bot4.core.clock import Clock, LiveClock
+from bot4.core.errors import ValidationError
 from bot4.server import state as state_file
 from bot4.server.auth import Authenticator, Credential
+from bot4.server.bar_market import BarReplayer, load_raw_bars
 from bot4.server.config import ServerConfig
 from bot4.server.exchange import Exchange
 from bot4.server.limits import OrderLimiter, WeightLimiter
@@ -69,7 +72,13 @@ class ExchangeServer:
         if config.replay:
             self.replayer = Replayer(ex, config.replay, config.replay_speed, config.replay_loop)
         replayed = self.replayer.symbol if self.replayer is not None else None
-        maker_symbols = [s for s in config.symbols if s.symbol != replayed]
+        self.bars: BarReplayer | None = None
+        if config.bars is not None:
+            symbol = config.bars_symbol or config.symbols[0].symbol
+            raw = load_raw_bars(config.bars, symbol, config.bars_start, config.bars_count)
+            self.bars = BarReplayer(ex, symbol, raw, config.bars_warm)
+        driven = {replayed, self.bars.symbol if self.bars is not None else None}
+        maker_symbols = [s for s in config.symbols if s.symbol not in driven]
         self.maker: MarketMaker | None = None
         if config.maker.enabled and maker_symbols:
             self.maker = MarketMaker(ex, maker_symbols, config.maker, config.seed)
@@ -98,7 +107,19 @@ class ExchangeServer:
         app.router.add_get("/ws/{tail:.*}", self.hub.handle)
         app.router.add_get("/stream", self.hub.handle)
         app.router.add_get("/ws-api/v3", self.users.handle)
+        if self.bars is not None:
+            bars = self.bars
+            for name, fn in (("step", bars.step), ("walk", bars.walk), ("close", bars.close)):
+                app.router.add_post(f"/bot4/bars/{name}", functools.partial(self._bars, fn))
         return app
+
+    async def _bars(self, fn: Callable[[], dict[str, Any]], request: web.Request) -> web.Response:
+        """Test-peer control (not Binance): walk and/or publish the next recorded bar."""
+        try:
+            out = fn()
+        except ValidationError as exc:
+            return web.Response(text=dumps({"code": -1, "msg": str(exc)}), status=409)
+        return web.Response(text=dumps(out), content_type="application/json")
 
     # -- state ---------------------------------------------------------------------------
     def capture(self) -> dict[str, Any]:
@@ -129,6 +150,10 @@ class ExchangeServer:
             self._spawn(self._every(self.config.maker.interval_ms / 1000, self.maker.step, "maker"))
         if self.replayer is not None:
             self._spawn(self.replayer.run())
+        if self.bars is not None:
+            self.bars.start()
+            if self.config.bars_period_ms > 0:
+                self._spawn(self.bars.run(self.config.bars_period_ms / 1000))
         if self.config.state_path is not None and self.config.autosave_seconds > 0:
             self._spawn(self._every(self.config.autosave_seconds, self.save_state, "autosave"))
 

@@ -25,6 +25,11 @@ _HELP = {
     "replay": "Raw Binance capture driving one symbol's book (repeat for consecutive files).",
     "replay_speed": "Replay speed factor (2 = twice as fast).",
     "replay_loop": "Start the capture over at its end.",
+    "bars": "Bar file (feather/parquet/csv) driving one symbol, a bar per step.",
+    "bars_symbol": "The symbol the bars drive (default: the first of --symbols).",
+    "bars_slice": "START:COUNT of the bar file (COUNT may be empty: to the end).",
+    "bars_warm": "Bars published as history before the first step.",
+    "bars_period_ms": "Step every N ms (0: only on POST /bot4/bars/step).",
     "config": "TOML file: more accounts, symbol rules, market maker, limits.",
     "state": "State file: restored at start if present, written on shutdown.",
     "autosave": "Also write the state file every N seconds (0: only on shutdown).",
@@ -51,6 +56,11 @@ def exchange_command(
     replay: Annotated[list[Path] | None, typer.Option(help=_HELP["replay"])] = None,
     replay_speed: Annotated[str, typer.Option(help=_HELP["replay_speed"])] = "1",
     replay_loop: Annotated[bool, typer.Option(help=_HELP["replay_loop"])] = True,
+    bars: Annotated[Path | None, typer.Option(help=_HELP["bars"])] = None,
+    bars_symbol: Annotated[str | None, typer.Option(help=_HELP["bars_symbol"])] = None,
+    bars_slice: Annotated[str, typer.Option(help=_HELP["bars_slice"])] = "0:",
+    bars_warm: Annotated[int, typer.Option(help=_HELP["bars_warm"])] = 1,
+    bars_period_ms: Annotated[int, typer.Option(help=_HELP["bars_period_ms"])] = 0,
     config: Annotated[Path | None, typer.Option(help=_HELP["config"])] = None,
     state: Annotated[Path | None, typer.Option(help=_HELP["state"])] = None,
     autosave: Annotated[int, typer.Option(help=_HELP["autosave"])] = 60,
@@ -107,6 +117,15 @@ def exchange_command(
         ):
             if value is not None:
                 limits = replace(limits, **{name: value})
+        start_text, sep, count_text = bars_slice.partition(":")
+        if (
+            not sep
+            or not start_text.strip().isdigit()
+            or not (count_text.strip() == "" or count_text.strip().isdigit())
+        ):
+            raise ValidationError("bars_slice", "expected START:COUNT (integers)", bars_slice)
+        if bars_period_ms < 0:
+            raise ValidationError("bars_period_ms", "must be >= 0", bars_period_ms)
         base = ServerConfig(
             host=host,
             port=port,
@@ -114,6 +133,12 @@ def exchange_command(
             replay=tuple(replay or ()),
             replay_speed=Decimal(replay_speed),
             replay_loop=replay_loop,
+            bars=bars,
+            bars_symbol=bars_symbol.replace("/", "").upper() if bars_symbol else None,
+            bars_start=int(start_text),
+            bars_count=int(count_text) if count_text.strip() else None,
+            bars_warm=bars_warm,
+            bars_period_ms=bars_period_ms,
             state_path=state,
             autosave_seconds=autosave,
             maker=maker,

@@ -199,6 +199,12 @@ class ServerConfig:
     replay: tuple[Path, ...] = ()
     replay_speed: Decimal = Decimal(1)
     replay_loop: bool = True
+    bars: Path | None = None  # a recorded bar series drives one symbol (bar_market)
+    bars_symbol: str | None = None  # default: the first symbol
+    bars_start: int = 0
+    bars_count: int | None = None
+    bars_warm: int = 1  # bars published as history before the first step
+    bars_period_ms: int = 0  # 0: step only on POST /bot4/bars/step
     state_path: Path | None = None
     autosave_seconds: int = 60
     heartbeat_seconds: float = 20.0
