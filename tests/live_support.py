@@ -66,6 +66,38 @@ class Churn(Strategy):
             self.crossed = getattr(self, "crossed", 0) + 1
 
 
+class ChurnEach(Strategy):
+    """Every ``period_ms``, for every symbol of the session in turn: buy about
+    ``notional`` at market, then sell it back -- one account, several symbols."""
+
+    period_ms: int = 150
+    notional: Decimal = Decimal(20)
+
+    def on_start(self) -> None:
+        self.n = 0
+        self.last: dict[str, Decimal] = {}
+        self.bought: dict[str, Decimal] = {}
+        self.set_timer("churn", self.period_ms * 1_000_000)
+
+    def on_trade(self, trade: Any) -> None:
+        self.last[trade.symbol] = trade.price
+
+    def on_timer(self, name: str) -> None:
+        symbols = sorted(self.ctx.instruments)
+        symbol = symbols[self.n % len(symbols)]
+        self.n += 1
+        price = self.last.get(symbol)
+        if price is None:
+            return
+        held = self.bought.pop(symbol, None)
+        if held is not None:
+            self.sell(held, symbol=symbol)
+        else:
+            qty = self.ctx.instrument(symbol).make_qty(self.notional / price)
+            self.bought[symbol] = qty
+            self.buy(qty, symbol=symbol)
+
+
 def no_stop_profile() -> RiskProfile:
     return RiskProfile.default().with_limits(require_stop_loss=False)
 

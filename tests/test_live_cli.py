@@ -10,14 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+from bot4.server.process import ServerProcess
 from tests.live_support import (
     KEY,
     REPO,
     SECRET,
     SYMBOL,
     running_server,
+    server_args,
     venue_account,
     wait_until,
 )
@@ -167,3 +171,79 @@ def test_paper_without_a_url_runs_its_own_simulator(tmp_path: Path) -> None:
     assert start["balance_adjustments"] == {"BTC": "1", "USDT": "50000"}  # fresh journal
     assert summary["stats"]["creates"] > 0 and summary["open_orders"] == []
     assert (tmp_path / "journal.exchange.json").exists()  # the simulator's state, kept
+
+
+async def _venue_trades(port: int, symbols: list[str]) -> dict[str, Any]:
+    """The venue's own trades and balances of the account, per symbol."""
+    import ccxt.async_support as ccxt_async
+
+    from bot4.server.process import ccxt_options, point_ccxt
+
+    ex = point_ccxt(ccxt_async.binance(ccxt_options(KEY, SECRET)), port)
+    try:
+        await ex.load_markets()
+        bal = await ex.fetch_balance()
+        trades = {s: await ex.fetch_my_trades(s, None, 1000) for s in symbols}
+        opened = {s: await ex.fetch_open_orders(s) for s in symbols}
+    finally:
+        await ex.close()
+    return {
+        "balances": {
+            b["asset"]: Decimal(b["free"]) + Decimal(b["locked"]) for b in bal["info"]["balances"]
+        },
+        "trades": {
+            s.replace("/", ""): sorted(
+                (str(t["order"]), str(t["id"]))
+                for t in ts
+            )
+            for s, ts in trades.items()
+        },
+        "open": sum(len(v) for v in opened.values()),
+    }
+
+
+def test_paper_trades_several_symbols_on_one_account(tmp_path: Path) -> None:
+    """``--symbol BTC/USDT --symbol ETH/USDT``: one journal, one account, both traded;
+    the journal's fills and balances equal the venue's for each symbol."""
+    import asyncio
+
+    from bot4.core.events import OrderFilled
+    from bot4.oms.journal import SqlJournal
+
+    env = dict(os.environ, BOT4_PAPER_API_KEY=KEY, BOT4_PAPER_SECRET=SECRET)
+    srv = ServerProcess(
+        server_args(None, "--symbols", "BTCUSDT,ETHUSDT", "--balances", "USDT=100000,BTC=1,ETH=10")
+    ).start()
+    try:
+        args = [
+            sys.executable, "-m", "bot4.live", "paper",
+            "--exchange-url", srv.http,
+            "--symbol", "BTC/USDT", "--symbol", "eth/usdt",
+            "--strategy", "tests.live_support:ChurnEach",
+            "--param", "period_ms=100",
+            "--journal", str(tmp_path / "journal.db"),
+            "--risk", str(_risk(tmp_path)),
+            "--duration", "3",
+            "--summary", str(tmp_path / "s.json"),
+        ]  # fmt: skip
+        done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=40)
+        assert done.returncode == 0, done.stderr[-3000:]
+        venue = asyncio.run(_venue_trades(srv.port, ["BTC/USDT", "ETH/USDT"]))
+    finally:
+        srv.stop()
+        srv.close()
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["strategy_errors"] == [] and summary["alerts"] == []
+    assert set(summary["positions"]) == {"BTCUSDT", "ETHUSDT"}
+    with SqlJournal(f"sqlite:///{tmp_path / 'journal.db'}") as journal:
+        fills = [e for e in journal.read() if isinstance(e, OrderFilled)]
+    by_symbol: dict[str, set[str]] = {"BTCUSDT": set(), "ETHUSDT": set()}
+    for f in summary["fills"]:
+        by_symbol[f["symbol"]].add(f["trade_id"])
+    assert len(fills) == len(summary["fills"])
+    for symbol, ids in by_symbol.items():
+        assert len(ids) >= 2, symbol  # a buy and a sell at least, on each symbol
+        assert ids == {tid for _, tid in venue["trades"][symbol]}, symbol
+    for asset in ("BTC", "ETH", "USDT"):
+        assert Decimal(summary["balances"][asset]) == venue["balances"][asset], asset
+    assert venue["open"] == 0 and summary["open_orders"] == []

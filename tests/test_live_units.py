@@ -351,3 +351,16 @@ def test_closed_candles_reach_on_bar_once_each_in_order(tmp_path: Path) -> None:
 
     seen = asyncio.run(go())
     assert seen == [((now_m - 60_000) * 1_000_000, 1.85, (1.75 + 1.85) / 2)]
+
+
+def test_paper_symbols_are_parsed_and_refused_by_rule() -> None:
+    import pytest
+
+    from bot4.core.errors import ValidationError
+    from bot4.live.config import parse_symbols
+
+    assert parse_symbols(["btc/usdt", "ETH/USDT,BTC/USDT"]) == ["BTC/USDT", "ETH/USDT"]
+    for bad in (["BTCUSDT"], ["BTC/"], [""], ["BTC/US-DT"]):
+        with pytest.raises(ValidationError) as info:
+            parse_symbols(bad)
+        assert info.value.field == "symbol"

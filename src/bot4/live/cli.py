@@ -63,7 +63,10 @@ def run_config(cfg: Any, summary: Path | None) -> dict[str, Any]:
 
 def paper_command(
     strategy: Annotated[str, typer.Option(help="MODULE:CLASS of a Strategy.")] = DEFAULT_STRATEGY,
-    symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC/USDT.")] = "BTC/USDT",
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option(help="Symbol, e.g. BTC/USDT; repeat for several (one account)."),
+    ] = None,
     param: Annotated[list[str] | None, typer.Option(help="Strategy parameter NAME=VALUE.")] = None,
     exchange_url: Annotated[
         str | None, typer.Option(help="A running bot4 exchange, http://HOST:PORT.")
@@ -85,13 +88,14 @@ def paper_command(
     status_interval: Annotated[float, typer.Option(help="Status line period (s).")] = 5.0,
 ) -> None:
     """Paper trading: the strategy on the simulator, through ccxt, like live."""
-    from bot4.live.config import journal_url, load_strategy, parse_params
+    from bot4.live.config import journal_url, load_strategy, parse_params, parse_symbols
     from bot4.live.runner import RunnerConfig
     from bot4.risk.profile import RiskProfile
     from bot4.venues.ccxt_config import Credentials, VenueConfig
 
     server = None
     try:
+        symbols = parse_symbols(symbol or ["BTC/USDT"])
         cls = load_strategy(strategy)
         params = parse_params(param or [])
         url = journal_url(journal)
@@ -101,7 +105,7 @@ def paper_command(
             key, secret = "paper-" + secrets.token_hex(8), secrets.token_hex(24)
             state = Path(journal).with_suffix(".exchange.json") if "://" not in journal else None
             args = ["--api-key", key, "--api-secret", secret, "--balances", balances]
-            args += ["--symbols", symbol.replace("/", "").upper()]
+            args += ["--symbols", ",".join(s.replace("/", "") for s in symbols)]
             if state is not None:
                 args += ["--state", str(state)]
             server = ServerProcess(args).start()
@@ -115,7 +119,7 @@ def paper_command(
             raise ValidationError("credentials", "set BOT4_PAPER_API_KEY and _SECRET", None)
         cfg = RunnerConfig(
             VenueConfig.local(exchange_url, creds, websockets=websockets),
-            [symbol],
+            symbols,
             cls,
             params,
             journal_url=url,

@@ -49,6 +49,23 @@ def load_strategy(spec: str) -> type:
     return load(spec)
 
 
+def parse_symbols(items: list[str]) -> list[str]:
+    """``BTC/USDT``-style symbols, each once (order kept).  A symbol needs a base and a
+    quote (``BASE/QUOTE``): the paper server's account and the reconciliation are keyed
+    by both assets, so a bare ``BTCUSDT`` would be ambiguous."""
+    out: list[str] = []
+    for raw in items:
+        for item in filter(None, (p.strip().upper() for p in raw.split(","))):
+            base, sep, quote = item.partition("/")
+            if not sep or not base.isalnum() or not quote.isalnum():
+                raise ValidationError("symbol", "expected BASE/QUOTE, e.g. BTC/USDT", raw)
+            if item not in out:
+                out.append(item)
+    if not out:
+        raise ValidationError("symbol", "at least one symbol", items)
+    return out
+
+
 def parse_params(items: list[str]) -> dict[str, str]:
     from bot4.backtest.cli import parse_params as parse
 

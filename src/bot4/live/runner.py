@@ -374,6 +374,7 @@ class LiveRunner:
         fills = [
             {
                 "cid": e.client_order_id,
+                "symbol": om.state.orders[e.client_order_id].symbol,
                 "trade_id": e.trade_id,
                 "qty": str(from_raw(e.qty_raw)),
                 "price": str(from_raw(e.price_raw)),

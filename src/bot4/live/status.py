@@ -97,7 +97,9 @@ class StatusLine:
             self.show()
 
     def close(self) -> None:
+        """The last line, always: a session shorter than one interval still shows how
+        it ended."""
+        self.show()
         if self.live is not None:
-            self.show()
             self.live.stop()
             self.live = None
