@@ -28,7 +28,12 @@ from bot4.backtest.cli import (  # noqa: E402  (the commands live with their pac
     backtest_command,
     download_command,
 )
-from bot4.live.cli import live_command, paper_command  # noqa: E402
+from bot4.live.cli import (  # noqa: E402
+    live_command,
+    paper_command,
+    risk_halt_command,
+    risk_reset_command,
+)
 from bot4.server.cli import exchange_command  # noqa: E402
 
 app.command("backtest")(backtest_command)
@@ -36,6 +41,8 @@ app.command("download")(download_command)
 app.command("exchange")(exchange_command)
 app.command("paper")(paper_command)
 app.command("live")(live_command)
+risk_app.command("reset")(risk_reset_command)
+risk_app.command("halt")(risk_halt_command)
 
 
 @app.command()

@@ -6,7 +6,8 @@ Register on the main app (``bot4/cli.py``)::
     app.command("paper")(paper_command)
     app.command("live")(live_command)
 
-Until then ``python -m bot4.live paper|live ...`` runs the same commands.
+``python -m bot4.live paper|live|reset|halt ...`` runs the same commands;
+``bot4 risk reset|halt`` are ``risk_reset_command`` / ``risk_halt_command``.
 
 ``bot4 paper`` without ``--exchange-url`` starts the simulator as a child process (the
 ``bot4 exchange`` server on a free port, with a random one-time API key, its state file
@@ -167,8 +168,52 @@ def live_command(
         raise typer.Exit(2) from None
 
 
+def _operator(
+    action: str, journal: str, control: Path | None, staged: bool, reason: str, wait: float
+) -> None:
+    from bot4.live.config import journal_url
+    from bot4.live.control import control_path, send
+
+    try:
+        path = control or control_path(journal_url(journal))
+        answer = send(path, action, staged, reason, wait)
+    except (Bot4Error, OSError) as exc:
+        typer.echo(f"bot4 risk {action}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(answer))
+    if not answer.get("ok"):
+        raise typer.Exit(1)
+
+
+_JOURNAL_HELP = "The running session's journal (file or SQLAlchemy URL)."
+_CONTROL_HELP = "The session's control file (for a journal that is not a SQLite file)."
+
+
+def risk_reset_command(
+    journal: Annotated[str, typer.Option(help=_JOURNAL_HELP)] = "bot4-paper.db",
+    control: Annotated[Path | None, typer.Option(help=_CONTROL_HELP)] = None,
+    staged: Annotated[bool, typer.Option(help="Re-enable in stages (smaller sizes).")] = False,
+    reason: Annotated[str, typer.Option(help="Why: journaled with the reset.")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the session.")] = 10.0,
+) -> None:
+    """Reset a running session's kill switch (refused while a trip condition holds)."""
+    _operator("reset", journal, control, staged, reason, wait)
+
+
+def risk_halt_command(
+    journal: Annotated[str, typer.Option(help=_JOURNAL_HELP)] = "bot4-paper.db",
+    control: Annotated[Path | None, typer.Option(help=_CONTROL_HELP)] = None,
+    reason: Annotated[str, typer.Option(help="Why: journaled with the halt.")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the session.")] = 10.0,
+) -> None:
+    """Trip a running session's kill switch by hand: no new risk until a reset."""
+    _operator("halt", journal, control, False, reason, wait)
+
+
 def main() -> None:
     app = typer.Typer(add_completion=False, no_args_is_help=True)
     app.command("paper")(paper_command)
     app.command("live")(live_command)
+    app.command("reset")(risk_reset_command)
+    app.command("halt")(risk_halt_command)
     app()

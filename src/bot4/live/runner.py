@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from bot4.core.clock import LiveClock
@@ -93,6 +94,7 @@ class RunnerConfig:
     limiter: VenueLimiter | None = None  # overrides the registry's (benchmarks)
     status: bool = True
     books: bool = False  # stream order books to Strategy.on_book (websockets only)
+    control_path: str | None = None  # operator requests (default: next to a SQLite journal)
 
 
 class LiveRunner:
@@ -318,6 +320,7 @@ class LiveRunner:
         self._guard(self.strategy.on_start)
         tasks.append(asyncio.ensure_future(self._bars()))
         tasks.append(asyncio.ensure_future(self._heartbeat()))
+        tasks.append(asyncio.ensure_future(self._control()))
         if status is not None:
             tasks.append(asyncio.ensure_future(status.run(self.cfg.status_interval_s)))
         waiter = asyncio.ensure_future(stop.wait())
@@ -337,6 +340,24 @@ class LiveRunner:
             except Bot4Error as exc:
                 log.warning("heartbeat: %s", exc)
             self.venue.kick()
+
+    async def _control(self) -> None:
+        """Operator requests (``bot4 risk reset|halt``): see ``bot4.live.control``."""
+        from bot4.live.control import POLL_S, ControlChannel, control_path
+
+        try:
+            path = Path(self.cfg.control_path or control_path(self.cfg.journal_url))
+        except Bot4Error as exc:
+            log.info("no operator control channel: %s", exc)
+            return
+        self.control = channel = ControlChannel(self, path)
+        with contextlib.suppress(OSError):
+            path.unlink()  # a request older than this session is not for it
+        while True:
+            await asyncio.sleep(POLL_S)
+            answer = channel.poll()
+            if answer is not None:
+                log.warning("operator request: %s", answer)
 
     async def shutdown(self) -> None:
         """on_stop, cancel open orders (unless keep_orders), drain, close."""

@@ -40,10 +40,18 @@ def snapshot(runner: LiveRunner) -> dict[str, Any]:
             "realized": str(money_from_raw(pos.realized_money)),
         }
     equity = risk.equity_money()
+    ks = risk.kill_switch
+    trip = None
+    if state.trading_state != "ACTIVE" and ks.trips:
+        _, condition, detail = ks.trips[-1]
+        trip = f"{condition}: {detail}" if detail else condition
+    num, den = risk.scale
     return {
         "session": runner.session.state.value,
         "trading_state": state.trading_state,
         "holds": sorted(risk._holds),
+        "kill_switch": trip,  # why trading stopped, while it is stopped
+        "size_scale": f"{num}/{den}" if num != den else None,  # a staged reset under way
         "positions": positions,
         "realized_pnl": str(realized),
         "unrealized_pnl": str(unrealized),
@@ -61,8 +69,13 @@ def render(s: dict[str, Any]) -> str:
         for sym, p in s["positions"].items()
     )
     holds = ",".join(s["holds"]) or "-"
+    risk = s["trading_state"]
+    if s.get("kill_switch"):
+        risk += f" ({s['kill_switch']}; bot4 risk reset)"
+    if s.get("size_scale"):
+        risk += f" size x{s['size_scale']}"
     return (
-        f"venue {s['session']} | risk {s['trading_state']} hold {holds} | {pos or 'flat'} | "
+        f"venue {s['session']} | risk {risk} hold {holds} | {pos or 'flat'} | "
         f"P&L r{_short(s['realized_pnl'])} u{_short(s['unrealized_pnl'])} | "
         f"equity {_short(s['equity'])} | open {s['open_orders']} fills {s['fills']} "
         f"denied {s['denied']} alerts {s['alerts']}"
