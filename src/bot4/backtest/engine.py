@@ -148,7 +148,7 @@ class Backtest:
         on_bar = strategy.on_bar
         state = om.state
         update_price = risk.update_price_raw
-        has_work = venue.has_work
+        reach = venue.reach
         venue_bar = venue.on_bar
         money = float(10**18)
         last_equity = 0.0
@@ -173,14 +173,12 @@ class Backtest:
                 for k in range(i1 - i0):
                     ts = ts_l[k]
                     clock._now = ts  # the bar's open (monotonic: bars are time-ordered)
-                    if has_work(sym):
-                        venue_bar(
-                            sym,
-                            round(o_l[k] * SCALE),
-                            round(h_l[k] * SCALE),
-                            round(lo_l[k] * SCALE),
-                            c_raw[k],
-                        )
+                    working = reach.get(sym)
+                    if working is not None:
+                        h_raw = round(h_l[k] * SCALE)
+                        lo_raw = round(lo_l[k] * SCALE)
+                        if working[2] or lo_raw <= working[0] or h_raw >= working[1]:
+                            venue_bar(sym, round(o_l[k] * SCALE), h_raw, lo_raw, c_raw[k])
                     close_ts = ts + interval
                     clock._now = close_ts
                     update_price(sym, c_raw[k], close_ts)
@@ -225,8 +223,8 @@ class Backtest:
             final_equity=money_from_raw(final),
             equity_ts_ns=equity_ts[:done],
             equity=equity[:done],
-            fills=recorder.fills,
-            trades=recorder.finish(),
+            fills=recorder.fill_records(),
+            trades=recorder.trade_records(),
             denials=recorder.denials,
             prices=prices,
             seconds=time.perf_counter() - started,
@@ -266,15 +264,19 @@ def _fire_timers(timers: list[list[Any]], now: int, strategy: Strategy) -> None:
 
 
 class _Recorder:
-    """Listens to the order path: fills, denials, round-trip trades, strategy callbacks."""
+    """Listens to the order path: fills, denials, round-trip trades, strategy callbacks.
+
+    Fills and trades are kept as raw integers while the run goes and turned into exact
+    Decimal records once at the end: the conversions cost more than the bookkeeping."""
 
     def __init__(self, om: OrderManager, strategy: Strategy, ctx: StrategyContext) -> None:
         self.om = om
         self.strategy = strategy
         self.ctx = ctx
-        self.fills: list[FillRecord] = []
+        # (ts, symbol, side, qty_raw, price_raw, fee_money, fee_asset, cid, liquidity)
+        self.fills: list[tuple[int, str, str, int, int, int, str, str, str]] = []
         self.denials: list[DenialRecord] = []
-        self.trades: list[TradeRecord] = []
+        self.trades: list[tuple[str, dict[str, Any], int, int]] = []  # (sym, trade, ts, pnl)
         self.entries = 0
         self._open: dict[str, dict[str, Any]] = {}
 
@@ -305,17 +307,14 @@ class _Recorder:
         state = self.om.state
         order = state.orders[ev.client_order_id]
         inst = state.instruments[order.symbol]
-        qty = from_raw(ev.qty_raw)
-        price = from_raw(ev.price_raw)
-        fee = money_from_raw(ev.fee_money)
         self.fills.append(
-            FillRecord(
+            (
                 ev.ts_event,
                 order.symbol,
                 order.side.value,
-                qty,
-                price,
-                fee,
+                ev.qty_raw,
+                ev.price_raw,
+                ev.fee_money,
                 ev.fee_asset,
                 ev.client_order_id,
                 ev.liquidity.value,
@@ -369,26 +368,36 @@ class _Recorder:
 
     def _close(self, sym: str, t: dict[str, Any], ts: int, realized: int) -> None:
         del self._open[sym]
-        pnl_money = realized - t["realized_before"] - t["fees"]
-        in_qty = t["in_qty"] or 1
-        out_qty = t["out_qty"] or 1
-        entry_price = Decimal(t["in_notional"]) / in_qty / SCALE
-        exit_price = Decimal(t["out_notional"]) / out_qty / SCALE
-        entry_notional = t["in_notional"]
-        self.trades.append(
-            TradeRecord(
-                symbol=sym,
-                side=t["side"],
-                entry_ts_ns=t["entry_ts"],
-                exit_ts_ns=ts,
-                qty=from_raw(t["max_qty"]),
-                entry_price=entry_price.quantize(Decimal("1e-9")),
-                exit_price=exit_price.quantize(Decimal("1e-9")),
-                pnl=money_from_raw(pnl_money),
-                fees=money_from_raw(t["fees"]),
-                return_pct=(pnl_money / entry_notional) if entry_notional else 0.0,
-            )
-        )
+        self.trades.append((sym, t, ts, realized - t["realized_before"] - t["fees"]))
 
-    def finish(self) -> list[TradeRecord]:
-        return self.trades
+    def fill_records(self) -> list[FillRecord]:
+        return [
+            FillRecord(
+                ts, sym, side, from_raw(qty), from_raw(price), money_from_raw(fee), asset, cid, liq
+            )
+            for ts, sym, side, qty, price, fee, asset, cid, liq in self.fills
+        ]
+
+    def trade_records(self) -> list[TradeRecord]:
+        records = []
+        for sym, t, ts, pnl_money in self.trades:
+            in_qty = t["in_qty"] or 1
+            out_qty = t["out_qty"] or 1
+            entry_price = Decimal(t["in_notional"]) / in_qty / SCALE
+            exit_price = Decimal(t["out_notional"]) / out_qty / SCALE
+            entry_notional = t["in_notional"]
+            records.append(
+                TradeRecord(
+                    symbol=sym,
+                    side=t["side"],
+                    entry_ts_ns=t["entry_ts"],
+                    exit_ts_ns=ts,
+                    qty=from_raw(t["max_qty"]),
+                    entry_price=entry_price.quantize(Decimal("1e-9")),
+                    exit_price=exit_price.quantize(Decimal("1e-9")),
+                    pnl=money_from_raw(pnl_money),
+                    fees=money_from_raw(t["fees"]),
+                    return_pct=(pnl_money / entry_notional) if entry_notional else 0.0,
+                )
+            )
+        return records

@@ -196,9 +196,16 @@ class OrderManager:
             n += 1
 
     def _build(
-        self, req: OrderRequest, cid: str | None, taken: set[str], **link: Any
+        self,
+        req: OrderRequest,
+        cid: str | None,
+        taken: set[str],
+        raw_levels: tuple[int, int] | None = None,
+        **link: Any,
     ) -> dict[str, Any]:
-        """Validate one request into OrderInitialized fields; raises, changes nothing."""
+        """Validate one request into OrderInitialized fields; raises, changes nothing.
+        ``raw_levels`` = (price, trigger) already exact (a bracket's exits, computed
+        here), so they are checked without a round trip through Decimal."""
         inst = self.state.instruments.get(req.symbol)
         if inst is None:
             raise UnknownInstrument(req.symbol)
@@ -224,7 +231,7 @@ class OrderManager:
         if otype.has_price:
             if req.price is None:
                 raise ValidationError("price", f"required for {otype.value}", None)
-            price = to_raw(req.price, "price")
+            price = raw_levels[0] if raw_levels else to_raw(req.price, "price")
             inst.check_price(price)
             inst.check_notional(price, qty)
             if req.symbol in self.reference_prices:
@@ -235,7 +242,7 @@ class OrderManager:
         if otype.has_trigger:
             if req.trigger_price is None:
                 raise ValidationError("trigger_price", f"required for {otype.value}", None)
-            trigger = to_raw(req.trigger_price, "trigger_price")
+            trigger = raw_levels[1] if raw_levels else to_raw(req.trigger_price, "trigger_price")
             inst.check_price(trigger, "trigger_price")
             if not otype.has_price:
                 inst.check_notional(trigger, qty)
@@ -377,6 +384,7 @@ class OrderManager:
         sign = entry.side.sign
         sl_offset = -sign * self._ppm(stop_loss_pct, "stop_loss_pct") if stop_loss_pct else 0
         tp_offset = sign * self._ppm(take_profit_pct, "take_profit_pct") if take_profit_pct else 0
+        sl_raw = tp_raw = 0
         if sl_offset or tp_offset:
             base = e["price_raw"] or self.reference_prices.get(entry.symbol, 0)
             if not base:
@@ -385,9 +393,11 @@ class OrderManager:
                 )
             inst = self.state.instruments[entry.symbol]
             if sl_offset:
-                stop_loss = from_raw(self._offset_level(inst, base, sl_offset, exit_side))
+                sl_raw = self._offset_level(inst, base, sl_offset, exit_side)
+                stop_loss = from_raw(sl_raw)
             if tp_offset:
-                take_profit = from_raw(self._offset_level(inst, base, tp_offset, exit_side))
+                tp_raw = self._offset_level(inst, base, tp_offset, exit_side)
+                take_profit = from_raw(tp_raw)
         sl_req = OrderRequest(
             entry.symbol,
             exit_side,
@@ -411,6 +421,7 @@ class OrderManager:
                 tp_req,
                 f"{cid}-TP",
                 taken,
+                (tp_raw, 0) if tp_raw else None,
                 parent_id=cid,
                 contingency=ContingencyType.OCO,
                 offset_ppm=tp_offset,
@@ -420,6 +431,7 @@ class OrderManager:
             sl_req,
             f"{cid}-SL",
             taken,
+            (0, sl_raw) if sl_raw else None,
             parent_id=cid,
             contingency=ContingencyType.OCO,
             shares_lock=tp is not None,  # the take-profit holds the pair's lock

@@ -73,6 +73,9 @@ class RiskEngine:
         self.scale: tuple[int, int] = (1, 1)  # share of the size limits (staged re-enable)
         self._equity: int | None = None
         self._equity_ok: bool | None = None
+        # (quote cash, [(symbol pricing the asset or None, amount)], symbols whose price
+        # moves equity): rebuilt after a fill or balance change, read on every tick.
+        self._valuation: tuple[int, list[tuple[str | None, int]], frozenset[str]] | None = None
         self._gross: int | None = None
         self._book: BookVectors | None = None
         self._exposed: set[str] | None = None  # symbols with a position, until a fill
@@ -116,6 +119,7 @@ class RiskEngine:
 
     def _on_event(self, event: Event) -> None:
         if event.kind in ("OrderFilled", "BalanceAdjusted"):
+            self._valuation = None
             self._equity = None
             self._gross = None
             self._book_valid = False
@@ -147,11 +151,10 @@ class RiskEngine:
         of a coin the account does not hold moves neither equity nor exposure)."""
         sampled = self.market.update(symbol, price_raw, ts_ns)
         self.om.reference_prices[symbol] = price_raw
-        base = self._base_of.get(symbol)
-        bal = self.state.account.balances.get(base) if base is not None else None
-        held = bal is not None and (bal.free or bal.locked)
-        pos = self.state.positions.get(symbol)
-        if held or (pos is not None and pos.qty_raw) or self._equity_ok is False:
+        valuation = self._valuation
+        if valuation is None:
+            valuation = self._valuation = self._build_valuation()
+        if symbol in valuation[2] or self._equity_ok is False:
             self._equity = None
             self._gross = None
             self._book_valid = False
@@ -161,25 +164,41 @@ class RiskEngine:
         elif self.kill_switch.reset_at is not None:
             self.kill_switch.evaluate(ts_ns)
 
+    def _build_valuation(self) -> tuple[int, list[tuple[str | None, int]], frozenset[str]]:
+        cash = 0
+        assets: list[tuple[str | None, int]] = []
+        moving: set[str] = set()
+        for asset, bal in self.state.account.balances.items():
+            amount = bal.free + bal.locked
+            if asset == self.quote:
+                cash += amount
+            elif amount:
+                symbol = self._symbol_of.get(asset)
+                assets.append((symbol, amount))
+                if symbol is not None:
+                    moving.add(symbol)
+        for sym, pos in self.state.positions.items():
+            if pos.qty_raw:
+                moving.add(sym)
+        return cash, assets, frozenset(moving)
+
     # -- valuation ----------------------------------------------------------------------
     def equity_money(self) -> int | None:
         """Account value in the quote currency at the last prices; None if some asset
         has no price (then no new risk is taken)."""
         if self._equity is None:
-            total = 0
+            valuation = self._valuation
+            if valuation is None:
+                valuation = self._valuation = self._build_valuation()
+            total, assets, _ = valuation
             ok = True
             prices = self.market.last_prices
-            for asset, bal in self.state.account.balances.items():
-                amount = bal.free + bal.locked
-                if asset == self.quote:
-                    total += amount
-                elif amount:
-                    symbol = self._symbol_of.get(asset)
-                    price = prices.get(symbol) if symbol is not None else None
-                    if price is None:
-                        ok = False
-                        break
-                    total += amount * price // SCALE
+            for symbol, amount in assets:
+                price = prices.get(symbol) if symbol is not None else None
+                if price is None:
+                    ok = False
+                    break
+                total += amount * price // SCALE
             self._equity = total if ok else 0
             self._equity_ok = ok
         return self._equity if self._equity_ok else None

@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import islice, pairwise
 
 import numpy as np
 from numpy.typing import NDArray
 
 from bot4.core.numbers import SCALE
+
+
+class _Moments:
+    """A symbol's rolling returns with their sum and sum of squares."""
+
+    __slots__ = ("folded", "returns", "squares", "total")
+
+    def __init__(self) -> None:
+        self.returns: deque[float] = deque()
+        self.total = 0.0
+        self.squares = 0.0
+        self.folded = 0  # the sample count these figures include
 
 
 class MarketState:
@@ -25,6 +38,7 @@ class MarketState:
         "_history",
         "_moments",
         "_slot",
+        "_taken",
         "interval_ns",
         "last_prices",
         "last_update_ns",
@@ -42,9 +56,8 @@ class MarketState:
         self._slot: int | None = None
         self._cov: NDArray[np.float64] | None = None
         self._cov_symbols: list[str] = []
-        # symbol -> [deque of returns, sum, sum of squares]: a rolling variance in O(1)
-        # per sample, for the common case of a book of one symbol.
-        self._moments: dict[str, list[object]] = {}
+        self._moments: dict[str, _Moments] = {}
+        self._taken = 0  # samples taken so far
 
     def update(self, symbol: str, price_raw: int, ts_ns: int) -> bool:
         """A new reference price.  Crossing a grid boundary first samples every
@@ -63,44 +76,53 @@ class MarketState:
         return sampled
 
     def _sample(self) -> None:
-        # Raw prices only: logs and returns are computed when statistics are asked for.
+        # Raw prices only: returns are folded into the rolling variance when it is asked
+        # for (a pre-trade check), not on every sample -- most samples are never asked
+        # about, and a tick must stay cheap.
         history = self._history
+        window = self.window + 1
         for symbol, price in self.last_prices.items():
             hist = history.get(symbol)
             if hist is None:
-                hist = history[symbol] = deque(maxlen=self.window + 1)
-            if hist:
-                self._push_return(symbol, math.log(price / hist[-1]))
+                hist = history[symbol] = deque(maxlen=window)
             hist.append(price)
+        self._taken += 1
         self._cov = None
 
-    def _push_return(self, symbol: str, r: float) -> None:
-        m = self._moments.get(symbol)
-        if m is None:
-            m = self._moments[symbol] = [deque(), 0.0, 0.0]
-        rets: deque[float] = m[0]  # type: ignore[assignment]
-        rets.append(r)
-        total = m[1] + r  # type: ignore[operator]
-        squares = m[2] + r * r  # type: ignore[operator]
-        if len(rets) > self.window:
-            old = rets.popleft()
-            total -= old
-            squares -= old * old
-        m[1] = total
-        m[2] = squares
-
     def variance(self, symbol: str) -> float | None:
-        """Sample variance of the symbol's last ``window`` returns (None below 2)."""
+        """Sample variance of the symbol's last ``window`` log returns (None below 2):
+        a rolling sum and sum of squares, brought up to date with the samples taken
+        since the last call (O(new samples), at most O(window))."""
+        hist = self._history.get(symbol)
+        if hist is None:
+            return None
         m = self._moments.get(symbol)
         if m is None:
-            return None
-        rets: deque[float] = m[0]  # type: ignore[assignment]
-        n = len(rets)
+            m = self._moments[symbol] = _Moments()
+        new = min(self._taken - m.folded, len(hist) - 1)
+        m.folded = self._taken
+        if new > 0:
+            if new >= self.window:  # the whole window is new: start over
+                m.returns.clear()
+                m.total = m.squares = 0.0
+            prices = list(islice(hist, len(hist) - new - 1, None))
+            log = math.log
+            returns = m.returns
+            total, squares = m.total, m.squares
+            for a, b in pairwise(prices):
+                r = log(b / a)
+                returns.append(r)
+                total += r
+                squares += r * r
+                if len(returns) > self.window:
+                    old = returns.popleft()
+                    total -= old
+                    squares -= old * old
+            m.total, m.squares = total, squares
+        n = len(m.returns)
         if n < 2:
             return None
-        total: float = m[1]  # type: ignore[assignment]
-        squares: float = m[2]  # type: ignore[assignment]
-        return max((squares - total * total / n) / (n - 1), 0.0)
+        return max((m.squares - m.total * m.total / n) / (n - 1), 0.0)
 
     def samples(self, symbol: str) -> int:
         """Number of returns available for ``symbol``."""

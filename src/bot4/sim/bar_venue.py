@@ -30,6 +30,7 @@ from bot4.oms.requests import CancelOrder, SubmitOrder
 from bot4.sim.bar_path import Bar, order_in_bar
 
 _STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+_NEVER = 1 << 80  # above any raw price: no order waits for a rise
 
 
 class BarVenue:
@@ -45,6 +46,10 @@ class BarVenue:
         self.pending_market: dict[str, list[Order]] = {}  # symbol -> orders for next open
         self.resting: dict[str, list[Order]] = {}  # symbol -> working orders
         self.fresh: set[str] = set()  # IOC/FOK/post-only orders not yet tried
+        # symbol -> (highest level waiting for a fall, lowest waiting for a rise, must
+        # see the next bar regardless): a bar whose range reaches neither level has
+        # nothing to do, which the runner can tell without calling ``on_bar``.
+        self.reach: dict[str, tuple[int, int, bool]] = {}
         self._trade_no = 0
         self._venue_no = 0
         self.fills = 0
@@ -56,9 +61,11 @@ class BarVenue:
         om = self.om
         outbox = om.outbox
         orders = om.state.orders
+        touched: set[str] = set()
         while outbox:
             cmd = outbox.popleft()
             order = orders[cmd.client_order_id]
+            touched.add(order.symbol)
             if isinstance(cmd, SubmitOrder):
                 if order.is_closed:
                     continue
@@ -74,6 +81,30 @@ class BarVenue:
                     om.on_canceled(order.client_order_id)
             # A ModifyOrder (an OCO leg resized) needs no work here: the venue reads
             # each resting order's leaves quantity from the order itself when it fills.
+        for symbol in touched:
+            self._update_reach(symbol)
+
+    def _update_reach(self, symbol: str) -> None:
+        """Recompute the symbol's ``reach`` from its working orders: the same levels
+        ``on_bar``'s quick rejection tests, so skipping a bar outside them is exact."""
+        fall = -1
+        rise = _NEVER
+        force = bool(self.pending_market.get(symbol))
+        fresh = self.fresh
+        for order in self.resting.get(symbol, ()):
+            if order.is_closed:
+                continue
+            if order.client_order_id in fresh:
+                force = True
+            level, falls_to = self._level(order)
+            if falls_to:
+                fall = max(fall, level)
+            else:
+                rise = min(rise, level)
+        if force or fall >= 0 or rise != _NEVER:
+            self.reach[symbol] = (fall, rise, force)
+        else:
+            self.reach.pop(symbol, None)
 
     def _remove(self, order: Order) -> None:
         for book in (self.pending_market, self.resting):
@@ -108,6 +139,7 @@ class BarVenue:
             self.process()
         resting = self.resting.get(symbol)
         if not resting:
+            self._update_reach(symbol)
             return
         bar: Bar | None = None
         hits: list[tuple[int, int, Order, int, bool]] = []
@@ -158,6 +190,7 @@ class BarVenue:
             self.process()
         if hits or fresh:
             self.resting[symbol] = [x for x in self.resting[symbol] if not x.is_closed]
+        self._update_reach(symbol)
 
     def _expire_fresh(self, order: Order) -> None:
         self.fresh.discard(order.client_order_id)
