@@ -418,6 +418,7 @@ class LiveRunner:
             },
             "stats": dict(venue.stats),
             "alerts": list(venue.alerts),
+            "balance_stream": dict(session.balance_stats),
             "strategy_errors": list(self.errors),
             "denied": self.risk.denied,
             "trading_state": om.state.trading_state,

@@ -38,7 +38,7 @@ import ccxt
 
 from bot4.risk.breaker import CircuitOpen
 from bot4.venues.backoff import Backoff
-from bot4.venues.ccxt_parse import dec, parse_fill, parse_order, trade_price
+from bot4.venues.ccxt_parse import dec, parse_balances, parse_fill, parse_order, trade_price
 from bot4.venues.ccxt_venue import CcxtVenue
 from bot4.venues.rate_limit import RateLimited
 from bot4.venues.reconcile import Reconciler, ReconcileReport
@@ -101,6 +101,13 @@ class VenueSession:
         self.state = SessionState.DOWN
         self.recoveries: list[Recovery] = []
         self.last_tick_ns: dict[str, int] = {}
+        # the venue's balances as pushed by the user stream (free, locked); see _balance_once
+        self.venue_balances: dict[str, tuple[Decimal, Decimal]] = {}
+        self.balance_stats = {"pushes": 0, "compared": 0, "mismatches": 0, "polled": 0}
+        self.balance_settle_s = 0.05  # between comparisons
+        self.balance_persist_s = 0.5  # a difference must stay this long to count
+        self.balance_poll_s = 10.0  # REST fallback without websockets
+        self._balance_task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self._streams: list[asyncio.Task[None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -202,6 +209,7 @@ class VenueSession:
     async def _serve(self) -> None:
         """UP: wait for a loss; meanwhile audit (or poll, without websockets)."""
         period = self.audit_interval_s if self.websockets else self.poll_interval_s
+        last_balances = self.venue.clock.now_ns()
         while self.state is SessionState.UP:
             try:
                 await asyncio.wait_for(self._lost.wait(), period)
@@ -211,6 +219,11 @@ class VenueSession:
             try:
                 await self.reconciler.sync()
                 await self._ticks(stale_only=self.websockets)
+                now = self.venue.clock.now_ns()
+                if not self.websockets and now - last_balances >= self.balance_poll_s * 1e9:
+                    last_balances = now  # no balance stream: compare over REST now and then
+                    self.balance_stats["polled"] += 1
+                    await self.reconciler.balances(ReconcileReport(False), fresh=False)
             except Exception as exc:
                 log.info("audit failed: %s", self.venue.text(exc))
 
@@ -235,6 +248,8 @@ class VenueSession:
             asyncio.ensure_future(self._stream(self._orders_once)),
             asyncio.ensure_future(self._stream(self._my_trades_once)),
         ]
+        if ex.has.get("watchBalance"):
+            self._streams.append(asyncio.ensure_future(self._stream(self._balance_once)))
         if self.on_book is not None:
             for symbol in self.venue.ccxt_of:
                 self._streams.append(
@@ -294,6 +309,56 @@ class VenueSession:
     async def _my_trades_once(self) -> None:
         for t in await self.venue.ex.watch_my_trades():
             self.venue.apply_fill(parse_fill(t))
+
+    async def _balance_once(self) -> None:
+        """One balance push (Binance ``outboundAccountPosition``, after the reports that
+        moved the balances).  A push is a detector, never adopted as it is: fills of the
+        same moment may still be on their way to the journal on the trade stream, so a
+        difference counts only when the *same* difference is seen again at least
+        ``balance_persist_s`` later (an in-flight fill makes a difference that changes
+        or vanishes; money moved outside bot4 makes one that stays).  Only then does the
+        reconciler's balance pass run (REST, quiet snapshot, journaled
+        ``BalanceAdjusted`` with an alert)."""
+        venue = self.venue
+        pushed = parse_balances(await venue.ex.watch_balance())
+        if not pushed:
+            return
+        self.venue_balances.update(pushed)
+        self.balance_stats["pushes"] += 1
+        if self._balance_task is None or self._balance_task.done():
+            self._balance_task = venue.spawn(self._compare_balances())
+
+    def _balance_diff(self) -> tuple[tuple[str, Decimal], ...]:
+        account = self.venue.om.state.account
+        return tuple(
+            (asset, free + locked - account.total(asset))
+            for asset, (free, locked) in sorted(self.venue_balances.items())
+            if asset in self.reconciler.assets and free + locked != account.total(asset)
+        )
+
+    async def _compare_balances(self) -> None:
+        venue = self.venue
+        first_seen: dict[tuple[tuple[str, Decimal], ...], int] = {}
+        persist_ns = int(self.balance_persist_s * 1e9)
+        while self.state is SessionState.UP:
+            await asyncio.sleep(self.balance_settle_s)
+            self.balance_stats["compared"] += 1
+            diff = self._balance_diff()
+            if not diff:
+                return  # agreed: done until the next push
+            now = venue.clock.now_ns()
+            seen = first_seen.setdefault(diff, now)
+            if now - seen < persist_ns:
+                if len(first_seen) > 256:
+                    first_seen = {diff: seen}
+                continue
+            self.balance_stats["mismatches"] += 1
+            log.info("pushed balances differ from the journal %s: reconciling", diff)
+            try:
+                await self.reconciler.balances(ReconcileReport(False), fresh=False)
+            except _ERRORS as exc:
+                log.info("balance reconciliation failed: %s", venue.text(exc))
+            return
 
     async def _book_once(self, symbol: str) -> None:
         """One order-book update.  ccxt keeps the book from a REST snapshot plus the
