@@ -155,9 +155,14 @@ class RiskEngine:
         if valuation is None:
             valuation = self._valuation = self._build_valuation()
         if symbol in valuation[2] or self._equity_ok is False:
-            self._equity = None
             self._gross = None
             self._book_valid = False
+            assets = valuation[1]
+            if len(assets) == 1 and assets[0][0] == symbol:  # one coin held: value it here
+                self._equity = valuation[0] + assets[0][1] * price_raw // SCALE
+                self._equity_ok = True
+            else:
+                self._equity = None
             self.kill_switch.evaluate(ts_ns)
         elif sampled:
             self._book_valid = False
