@@ -8,6 +8,7 @@ from setuptools import Extension, setup
 
 EXTENSIONS = [
     Extension("bot4.sim._fastbook", ["src/bot4/sim/_fastbook.pyx"]),
+    Extension("bot4.sim._fastmatch", ["src/bot4/sim/_fastmatch.pyx"]),
 ]
 
 setup(

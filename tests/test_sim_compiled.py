@@ -8,18 +8,30 @@ in use at all (a broken build must not pass as a slow one)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot4.core.clock import TestClock
+from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.errors import ValidationError
-from bot4.core.numbers import to_raw
+from bot4.core.numbers import money_to_raw, to_raw
 from bot4.sim import _compiled
 from bot4.sim.book import OrderBook, PyOrderBook
+from bot4.sim.errors import BinanceError
+from bot4.sim.fees import FeeSchedule
 from bot4.sim.l3_feed import BitfinexL3Feed, to_raw_exact
+from bot4.sim.matching import MatchingEngine, PyMatchingEngine
+from bot4.sim.matching_checks import audit, walk
+from bot4.sim.matching_types import NewOrder, PySimOrder, SelfTradePrevention, SimOrder
+from tests.conftest import T0, btcusdt
 from tests.test_sim_l3_feed import bitfinex_messages
+from tests.test_sim_matching import OPS, session_request
+
+STP = SelfTradePrevention
 
 pytestmark = pytest.mark.skipif(
     _compiled.FORCE_PURE, reason="BOT4_PURE_SIM is set: the pure-Python fallback is forced"
@@ -31,6 +43,10 @@ def test_the_compiled_helpers_are_built_and_in_use() -> None:
     assert fast is not None, "bot4.sim._fastbook is not built: run pip install -e ."
     assert fast.__file__ is not None and not fast.__file__.endswith(".py")
     assert OrderBook is not PyOrderBook and issubclass(OrderBook, fast.BookCore)
+    match = _compiled.compiled("_fastmatch")
+    assert match is not None, "bot4.sim._fastmatch is not built: run pip install -e ."
+    assert SimOrder is match.SimOrder and SimOrder is not PySimOrder
+    assert MatchingEngine is not PyMatchingEngine and issubclass(MatchingEngine, match.FastEngine)
 
 
 # -- the book -----------------------------------------------------------------------------
@@ -211,3 +227,115 @@ def test_conversion_shortcut_at_its_edges() -> None:
     for value in (999_999.999999999, -999_999.999999999, 1e6, 0.000000001, -0.0,
                   math.nextafter(0.1, 1), 123456.1234567891, 5e-10):  # fmt: skip
         assert _fast(value) == _slow(value), value
+
+
+# -- the matching engine ------------------------------------------------------------------
+def _engine_pair(fees: Callable[[], FeeSchedule]) -> tuple[Any, Any, TestClock, TestClock]:
+    """The compiled engine and the pure-Python one (pure book, pure orders), alike."""
+    clocks = TestClock(T0), TestClock(T0)
+    engines = (
+        MatchingEngine([btcusdt()], fees(), clocks[0]),
+        PyMatchingEngine([btcusdt()], fees(), clocks[1]),
+    )
+    for e in engines:
+        for acc in "ABC":
+            e.deposit(acc, "USDT", money_to_raw("30000", "m"))
+            e.deposit(acc, "BTC", money_to_raw("0.5", "m"))
+    fast, pure = engines
+    assert type(fast.book("BTCUSDT")) is OrderBook and type(pure.book("BTCUSDT")) is PyOrderBook
+    return fast, pure, clocks[0], clocks[1]
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except BinanceError as exc:
+        return (exc.code, exc.msg)
+
+
+def _engine_state(e: Any) -> tuple[object, ...]:
+    balances = sorted(
+        (name, asset, bal.free, bal.locked)
+        for name, state in e.accounts.items()
+        for asset, bal in state.account.balances.items()
+    )
+    return (e.snapshot(), balances, list(e.trades), e.last_seq)
+
+
+def _flat_fees() -> FeeSchedule:
+    fees = FeeSchedule.flat("0.0002", "0.001")
+    fees.set_override("C", "-0.0001", "0.0005")  # a rebate
+    return fees
+
+
+def _tiered_fees() -> FeeSchedule:
+    return FeeSchedule(volume_rates={"USDT": 1}, window_days=1)  # tiers move with volume
+
+
+class _Counting:
+    """Counts the requests the compiled engine hands to the pure-Python code."""
+
+    def __init__(self) -> None:
+        self.slow = 0
+        fast = _compiled.compiled("_fastmatch")
+        assert fast is not None
+        self.fast = fast
+
+    def __enter__(self) -> _Counting:
+        def slow_submit(engine: Any, req: Any) -> object:
+            self.slow += 1
+            return PyMatchingEngine.submit(engine, req)
+
+        self.fast.bind(slow_submit, PyMatchingEngine.cancel, walk)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fast.bind(PyMatchingEngine.submit, PyMatchingEngine.cancel, walk)
+
+
+SUBMITS = {"limit", "market", "quote", "stop"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(OPS, st.booleans())
+def test_compiled_engine_equals_the_pure_engine(ops: list[Any], tiered: bool) -> None:
+    fast, pure, fast_clock, pure_clock = _engine_pair(_tiered_fees if tiered else _flat_fees)
+    with _Counting() as counting:
+        for op in ops:
+            for clock in (fast_clock, pure_clock):
+                clock.advance(op[-1] * 3_600 * 10**9)
+            got = _outcome(session_request(fast, op))
+            want = _outcome(session_request(pure, op))
+            assert got == want, op
+            assert _engine_state(fast) == _engine_state(pure), op
+        audit(fast)
+    submits = sum(op[0] in SUBMITS for op in ops)
+    assert counting.slow <= submits
+
+
+def test_the_compiled_engine_takes_its_fast_path() -> None:
+    """Plain limit and market orders never reach the pure-Python code; the rest do."""
+    fast, pure, _, _ = _engine_pair(_flat_fees)
+    price, qty = to_raw("60000", "p"), to_raw("0.01", "q")
+    plain = [
+        NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty, price),
+        NewOrder(
+            "B", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, qty * 3, price, 0, TimeInForce.IOC
+        ),
+        NewOrder("A", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, qty, price - 10**9),
+        NewOrder("C", "BTCUSDT", OrderSide.SELL, OrderType.MARKET, qty),
+    ]
+    other = [
+        NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty, price, post_only=True),
+        NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty, price + 1),  # off tick
+        NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty, price, stp=STP.EXPIRE_BOTH),
+    ]
+    with _Counting() as counting:
+        for req in plain:
+            assert _outcome(lambda r=req: fast.submit(r)) == _outcome(lambda r=req: pure.submit(r))
+        assert counting.slow == 0
+        for req in other:
+            assert _outcome(lambda r=req: fast.submit(r)) == _outcome(lambda r=req: pure.submit(r))
+        assert counting.slow == len(other)
+    assert _engine_state(fast) == _engine_state(pure)
+    assert len(fast.trades) == 2

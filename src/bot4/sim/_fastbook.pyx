@@ -52,13 +52,7 @@ cdef class BookCore:
     """The book's state and its changing operations; queries live in the Python
     subclass (``bot4.sim.book.OrderBook``), which is the public type."""
 
-    cdef public object symbol
-    cdef public dict bids
-    cdef public dict asks
-    cdef public list bid_keys
-    cdef public list ask_keys
-    cdef public dict orders
-    cdef list _spare  # emptied queues of dropped levels, reused for new levels
+    # fields in _fastbook.pxd; ``_spare``: emptied queues of dropped levels, for reuse
 
     def __init__(self, symbol: str = "") -> None:
         self._spare = []
@@ -171,6 +165,9 @@ cdef class BookCore:
 
     def drop_level(self, list lvl) -> None:
         """Remove an empty level from its side."""
+        self._drop_level(lvl)
+
+    cdef void _drop_level(self, list lvl) except *:
         self._recycle(lvl)
         price = lvl[3]
         if lvl[4]:

@@ -30,13 +30,14 @@ Semantics, following Binance spot:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bot4.core.clock import Clock, TestClock
 from bot4.core.enums import OrderSide
 from bot4.core.instrument import Instrument
 from bot4.oms.account import Account
-from bot4.sim.book import OrderBook
+from bot4.sim._compiled import compiled
+from bot4.sim.book import OrderBook, PyOrderBook
 from bot4.sim.errors import (
     AMEND_INCREASE_MSG,
     CANCEL_INVALID_MSG,
@@ -49,12 +50,13 @@ from bot4.sim.errors import (
     UnknownOrderError,
 )
 from bot4.sim.fees import FeeSchedule
-from bot4.sim.matching_checks import SymbolState, validate
+from bot4.sim.matching_checks import SymbolState, validate, walk
 from bot4.sim.matching_core import AccountState, MatchingCore
 from bot4.sim.matching_types import (
     ExecType,
     ExecutionReport,
     NewOrder,
+    PySimOrder,
     SelfTradePrevention,
     SimOrder,
     SimStatus,
@@ -67,8 +69,17 @@ _CANCELED_EXEC: Final = ExecType.CANCELED
 _CANCELED: Final = SimStatus.CANCELED
 
 
-class MatchingEngine(MatchingCore):
-    """The venue: books, balances, fees.  See the module docstring for semantics."""
+class PyMatchingEngine(MatchingCore):
+    """The venue: books, balances, fees.  See the module docstring for semantics.
+
+    The pure-Python engine: the fallback where the compiled helpers are not built, and
+    the reference they are tested against.  ``MatchingEngine`` is the public name:
+    this class, or where the helpers are built, a subclass whose ``submit`` and
+    ``cancel`` run the common requests in compiled code (``bot4.sim._fastmatch``)."""
+
+    # the book and order types this engine builds (the compiled engine: compiled ones)
+    book_class: type[OrderBook] = PyOrderBook
+    order_class: type[SimOrder] = PySimOrder
 
     def __init__(
         self,
@@ -84,7 +95,9 @@ class MatchingEngine(MatchingCore):
         """``iceberg_parts`` is Binance's ICEBERG_PARTS limit; ``retain_closed`` keeps
         closed orders queryable (turn off for long benchmarks); ``record_trades``
         collects every Trade until ``drain_trades``."""
-        self.symbols: dict[str, SymbolState] = {i.symbol: SymbolState(i) for i in instruments}
+        self.symbols: dict[str, SymbolState] = {
+            i.symbol: SymbolState(i, self.book_class) for i in instruments
+        }
         self.fees = fees if fees is not None else FeeSchedule()
         self.clock: Clock = clock if clock is not None else TestClock(0)
         self.default_stp = default_stp
@@ -188,7 +201,7 @@ class MatchingEngine(MatchingCore):
                 acct.account.balance(st.quote),
             )
         base_bal, quote_bal = pair
-        o = SimOrder(oid, req, cid, qty, stp, now, base_bal, quote_bal, lock_unit)
+        o = self.order_class(oid, req, cid, qty, stp, now, base_bal, quote_bal, lock_unit)
         if lock_unit:
             lock = qty * lock_unit
             bal = quote_bal if is_buy else base_bal
@@ -358,3 +371,29 @@ class MatchingEngine(MatchingCore):
             self._seq,
             len(self.trades),
         )
+
+
+def _compiled_engine() -> type[PyMatchingEngine] | None:
+    """The engine with the compiled fast path, or None where it is not built (or
+    ``BOT4_PURE_SIM`` is set)."""
+    fast = compiled("_fastmatch")
+    if fast is None or OrderBook is PyOrderBook:
+        return None
+    fast.bind(PyMatchingEngine.submit, PyMatchingEngine.cancel, walk)
+    fast_order = fast.SimOrder
+
+    class MatchingEngine(fast.FastEngine, PyMatchingEngine):  # type: ignore[misc,name-defined]
+        """The venue (see ``PyMatchingEngine``), with compiled ``submit``/``cancel``."""
+
+        book_class = OrderBook
+        order_class = fast_order
+
+    MatchingEngine.__module__ = __name__
+    MatchingEngine.__qualname__ = "MatchingEngine"
+    return MatchingEngine
+
+
+if TYPE_CHECKING:
+    MatchingEngine = PyMatchingEngine
+else:
+    MatchingEngine = _compiled_engine() or PyMatchingEngine

@@ -100,12 +100,12 @@ class SymbolState:
         "trade_seq",
     )
 
-    def __init__(self, inst: Instrument) -> None:
+    def __init__(self, inst: Instrument, book_class: type[OrderBook] = OrderBook) -> None:
         self.inst = inst
         self.symbol = inst.symbol
         self.base = inst.base
         self.quote = inst.quote
-        self.book = OrderBook(inst.symbol)
+        self.book = book_class(inst.symbol)
         self.last_price = 0
         self.trade_seq = 0
         self.stops_up: list[tuple[int, int]] = []  # (trigger, order id): fire at last >= trigger

@@ -14,7 +14,7 @@ through; ``to_bot4_status`` maps them onto bot4's own lifecycle.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bot4.core.enums import LiquiditySide, OrderSide, OrderStatus, OrderType, TimeInForce
 from bot4.oms.account import Balance
@@ -194,8 +194,10 @@ class Trade(NamedTuple):
         return self.taker_side is OrderSide.SELL
 
 
-class SimOrder:
+class PySimOrder:
     """The engine's record of one order (open or closed).  Read-only for callers.
+    ``SimOrder`` is this class, or its compiled twin (``bot4.sim._fastmatch``) where
+    that is built.
 
     ``locked_money`` is what the order still holds locked in ``lock_asset``: a sell
     locks its remaining base quantity, a buy with a price locks price x remaining
@@ -309,3 +311,16 @@ class SimOrder:
             f"{self.symbol}, {self.side}, {self.order_type}, price={self.price}, "
             f"qty={self.orig_qty}, executed={self.executed}, status={self.status})"
         )
+
+
+def _compiled_order() -> type[PySimOrder] | None:
+    from bot4.sim._compiled import compiled
+
+    fast = compiled("_fastmatch")
+    return None if fast is None else fast.SimOrder
+
+
+if TYPE_CHECKING:
+    SimOrder = PySimOrder
+else:
+    SimOrder = _compiled_order() or PySimOrder

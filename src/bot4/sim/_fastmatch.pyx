@@ -1,0 +1,635 @@
+# cython: language_level=3, boundscheck=False
+"""Compiled fast path of the matching engine (see docs/sim.md).
+
+``FastEngine`` is the first base of the compiled ``bot4.sim.matching.MatchingEngine``;
+the pure-Python ``PyMatchingEngine`` is the second.  ``submit`` and ``cancel`` here
+handle the common requests -- limit orders (GTC/IOC) and market orders by quantity,
+without stop price, iceberg, post-only or self-trade prevention, that pass every check
+-- and hand everything else to the pure-Python methods *before changing anything*: a
+request that might be refused, or that needs a rule not written here, takes the
+reference code path, which raises the exact Binance error.  What is written here is a
+line-for-line translation of ``matching.py``/``matching_core.py`` (validation order,
+locks, fees, reports, trades); ``tests/test_sim_compiled.py`` drives this engine and the
+pure-Python one with the same random streams and compares every report and balance.
+
+Speed comes from the engine's state and ``SimOrder`` being C structs (no attribute
+dictionary lookups), requests read as the tuples they are, reports built directly as
+tuples, and the book's compiled methods called in C.  Numbers stay Python ints: money
+is exact at any size, as in the pure engine.
+"""
+
+cimport cython
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
+from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport PyObject, Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
+
+from bot4.sim._fastbook cimport BookCore
+
+
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(PyTypeObject* cls, Py_ssize_t nitems)
+    void PyObject_GC_UnTrack(object obj)
+
+from bot4.core.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
+from bot4.core.numbers import SCALE as _SCALE_OBJ
+from bot4.sim.fees import DAY_NS as _DAY_NS_OBJ
+from bot4.sim.fees import FeeSchedule as _FeeSchedule
+from bot4.sim.matching_types import (
+    OPEN_STATUSES,
+    ExecType,
+    ExecutionReport,
+    NewOrder,
+    SelfTradePrevention,
+    SimStatus,
+    Trade,
+)
+
+cdef object SCALE = _SCALE_OBJ
+cdef object DAY_NS = _DAY_NS_OBJ
+cdef object _BUY = OrderSide.BUY
+cdef object _SELL = OrderSide.SELL
+cdef object _LIMIT = OrderType.LIMIT
+cdef object _MARKET = OrderType.MARKET
+cdef object _GTC = TimeInForce.GTC
+cdef object _IOC = TimeInForce.IOC
+cdef object _NEW = SimStatus.NEW
+cdef object _PARTIAL = SimStatus.PARTIALLY_FILLED
+cdef object _FILLED = SimStatus.FILLED
+cdef object _EXPIRED = SimStatus.EXPIRED
+cdef object _CANCELED = SimStatus.CANCELED
+cdef object _IN_MATCH = SimStatus.EXPIRED_IN_MATCH
+cdef object _NEW_EXEC = ExecType.NEW
+cdef object _TRADE = ExecType.TRADE
+cdef object _EXPIRED_EXEC = ExecType.EXPIRED
+cdef object _CANCELED_EXEC = ExecType.CANCELED
+cdef object _STP_NONE = SelfTradePrevention.NONE
+cdef object _MAKER = LiquiditySide.MAKER
+cdef object _TAKER = LiquiditySide.TAKER
+cdef frozenset _OPEN = OPEN_STATUSES
+assert _OPEN == frozenset((_NEW, _PARTIAL)), "_is_open below lists the open statuses"
+cdef object _BIG_ID = 2 ** 62  # ids below format as C integers
+cdef frozenset _TRIGGERED_TYPES = frozenset(t for t in OrderType if t.has_trigger)
+cdef object _ExecutionReport = ExecutionReport
+cdef object _Trade = Trade
+cdef object _NewOrder = NewOrder
+
+# bound by ``bind`` (bot4.sim.matching), which imports after this module
+cdef object _slow_submit = None
+cdef object _slow_cancel = None
+cdef object _walk = None
+
+
+def bind(slow_submit: object, slow_cancel: object, walk: object) -> None:
+    """The pure-Python engine's ``submit``/``cancel`` (for everything not handled
+    here) and ``bot4.sim.matching_checks.walk``."""
+    global _slow_submit, _slow_cancel, _walk
+    _slow_submit, _slow_cancel, _walk = slow_submit, slow_cancel, walk
+
+
+cdef inline tuple _alloc_tuple(object cls, Py_ssize_t n):
+    """An empty instance of a named-tuple class (a tuple subclass without a dict),
+    filled in place with ``_set``: ``tuple.__new__`` would build and copy a tuple.
+
+    The tuple is not tracked by the garbage collector: reports and trades hold only
+    ints, strs, None and enum members, so they can never be part of a reference cycle
+    (CPython untracks plain tuples of such atoms the same way, and reports are by far
+    the most numerous objects the engine allocates: tracking them made the collector
+    cost a tenth of the engine's time)."""
+    cdef tuple t = <tuple>PyType_GenericAlloc(<PyTypeObject*>cls, n)
+    PyObject_GC_UnTrack(t)
+    return t
+
+
+cdef inline void _set(tuple t, Py_ssize_t i, object value):
+    Py_INCREF(value)
+    PyTuple_SET_ITEM(t, i, value)
+
+
+@cython.no_gc
+cdef class SimOrder:
+    """The engine's record of one order, as a C struct; the same fields, constructor
+    and methods as ``bot4.sim.matching_types.PySimOrder`` (see there).
+
+    Not tracked by the garbage collector (``no_gc``): an order refers to ints, strs,
+    enum members and its two ``Balance`` objects, none of which refers back, so it
+    can never be part of a cycle."""
+
+    cdef public object order_id, client_order_id, account, symbol, side, order_type, tif
+    cdef public object post_only, price, trigger, display, quote_qty, stp, orig_qty
+    cdef public object executed, cum_quote, prevented, status, time, update_time
+    cdef public object base_bal, quote_bal, lock_unit, locked_money
+    cdef public bint is_buy, working
+
+    def __init__(self, order_id, req, client_order_id, orig_qty, stp, now, base_bal,
+                 quote_bal, lock_unit):
+        self.order_id = order_id
+        self.client_order_id = client_order_id
+        self.account = req.account
+        self.symbol = req.symbol
+        self.side = req.side
+        self.is_buy = req.side is _BUY
+        self.order_type = req.order_type
+        self.tif = req.time_in_force
+        self.post_only = req.post_only
+        self.price = req.price_raw
+        self.trigger = req.trigger_raw
+        self.display = req.display_qty_raw
+        self.quote_qty = req.quote_qty_raw
+        self.stp = stp
+        self.orig_qty = orig_qty
+        self.executed = 0
+        self.cum_quote = 0
+        self.prevented = 0
+        self.status = _NEW
+        self.time = now
+        self.update_time = now
+        self.working = req.order_type not in _TRIGGERED_TYPES
+        self.base_bal = base_bal
+        self.quote_bal = quote_bal
+        self.lock_unit = lock_unit
+        self.locked_money = 0
+
+    @property
+    def leaves_qty(self):
+        if not self.status.is_open:
+            return 0
+        return self.orig_qty - self.executed - self.prevented
+
+    def snapshot(self):
+        return (
+            self.order_id, self.client_order_id, self.account, self.symbol, self.side,
+            self.order_type, self.tif, self.post_only, self.price, self.trigger,
+            self.display, self.quote_qty, self.stp, self.orig_qty, self.executed,
+            self.cum_quote, self.prevented, self.status, self.time, self.update_time,
+            self.working, self.lock_unit, self.locked_money,
+        )
+
+    def __repr__(self):
+        return (
+            f"SimOrder({self.order_id}, {self.client_order_id!r}, {self.account!r}, "
+            f"{self.symbol}, {self.side}, {self.order_type}, price={self.price}, "
+            f"qty={self.orig_qty}, executed={self.executed}, status={self.status})"
+        )
+
+
+cdef class _Filters:
+    """A symbol's filters and assets, copied once from its ``SymbolState`` (they come
+    from the immutable ``Instrument``): read as C fields instead of attributes."""
+
+    cdef object st, tick, step, min_qty, max_qty, min_notional, max_notional
+    cdef object up_n, up_d, down_n, down_d, base, quote, symbol
+
+    def __init__(self, st):
+        self.st = st
+        self.tick, self.step = st.tick, st.step
+        self.min_qty, self.max_qty = st.min_qty, st.max_qty
+        self.min_notional, self.max_notional = st.min_notional, st.max_notional
+        self.up_n, self.up_d = st.pct_up
+        self.down_n, self.down_d = st.pct_down
+        self.base, self.quote, self.symbol = st.base, st.quote, st.symbol
+
+
+cdef inline bint _is_open(object status):
+    """``status in OPEN_STATUSES`` without hashing (an enum's hash is Python code)."""
+    return status is _NEW or status is _PARTIAL
+
+
+cdef inline object _charge(object amount, object num, object den, object unit):
+    """``FeeSchedule.charge``."""
+    cdef object fee
+    if num >= 0:
+        fee = -(-amount * num // (den * unit)) * unit
+        return fee if fee <= amount else amount
+    return -(amount * -num // (den * unit)) * unit
+
+
+cdef class FastEngine:
+    """The engine's state as C fields, and the compiled ``submit``/``cancel``."""
+
+    cdef public dict symbols, accounts, orders, open_orders, _client_ids, fees_collected
+    cdef public list trades
+    cdef public object fees, clock, default_stp, iceberg_parts, _next_id, _seq
+    cdef public bint retain_closed, record_trades
+    cdef dict _filters  # symbol -> _Filters
+
+    cdef _Filters _filters_of(self, object symbol, object st):
+        cdef PyObject* found
+        if self._filters is None:
+            self._filters = {}
+        found = PyDict_GetItem(self._filters, symbol)
+        if found != NULL and (<_Filters>found).st is st:
+            return <_Filters>found
+        f = _Filters(st)
+        self._filters[symbol] = f
+        return f
+
+    # -- the commands ----------------------------------------------------------------------
+    def submit(self, req):
+        """``PyMatchingEngine.submit``; the common case compiled, the rest there."""
+        cdef tuple r
+        cdef PyObject* found
+        cdef bint is_buy, priced
+        if type(req) is not _NewOrder:
+            return _slow_submit(self, req)
+        r = <tuple>req
+        account, symbol, side, otype, qty, price, trig, tif, post_only, display, cid, stp, \
+            quote_qty = r
+        found = PyDict_GetItem(self.symbols, symbol)
+        if found == NULL:
+            return _slow_submit(self, req)
+        st = <object>found
+        found = PyDict_GetItem(self.accounts, account)
+        if found == NULL:
+            return _slow_submit(self, req)
+        acct = <object>found
+        book = st.book
+        if trig or display or quote_qty or post_only or not isinstance(book, BookCore):
+            return _slow_submit(self, req)
+        if stp is None:
+            stp = acct.stp
+        if stp is not _STP_NONE:
+            return _slow_submit(self, req)
+        if side is _BUY:
+            is_buy = True
+        elif side is _SELL:
+            is_buy = False
+        else:
+            return _slow_submit(self, req)
+        if tif is not _GTC and tif is not _IOC:
+            return _slow_submit(self, req)
+        if otype is _LIMIT:
+            if price <= 0:
+                return _slow_submit(self, req)
+            priced = True
+        elif otype is _MARKET:
+            if price:
+                return _slow_submit(self, req)
+            priced = False
+        else:
+            return _slow_submit(self, req)
+        if qty <= 0:
+            return _slow_submit(self, req)
+        open_of = acct.open
+        if cid and cid in open_of:
+            return _slow_submit(self, req)
+
+        # -- filters, as matching_checks.validate writes them out
+        cdef _Filters f = self._filters_of(symbol, st)
+        last = st.last_price
+        if priced and price % f.tick:
+            return _slow_submit(self, req)
+        max_qty = f.max_qty
+        if qty % f.step or qty < f.min_qty or (max_qty and qty > max_qty):
+            return _slow_submit(self, req)
+        if priced or last:
+            notional = (price if priced else last) * qty
+            max_notional = f.max_notional
+            if notional < f.min_notional or (max_notional and notional > max_notional):
+                return _slow_submit(self, req)
+        if priced and last:
+            if price * f.up_d > last * f.up_n or price * f.down_d < last * f.down_n:
+                return _slow_submit(self, req)
+
+        # -- funds
+        balances = acct.account.balances
+        if is_buy:
+            if priced:
+                need, unit = price * qty, price
+            else:
+                need, unit = _walk(st, True, 0, qty, account, stp, 0)[1], 0
+            bal = balances.get(f.quote)
+        else:
+            need, unit = qty * SCALE, SCALE
+            bal = balances.get(f.base)
+        if need > (bal.free if bal is not None else 0):
+            return _slow_submit(self, req)
+
+        # -- accepted: as PyMatchingEngine.submit
+        now = self.clock.now_ns()
+        oid = self._next_id
+        self._next_id = oid + 1
+        if not cid:
+            cid = f"sim-{<long long>oid}" if 0 < oid < _BIG_ID else f"sim-{oid}"
+            while cid in open_of:
+                cid += "x"
+        pair = acct.balances.get(f.symbol)
+        if pair is None:
+            pair = acct.balances[f.symbol] = (
+                acct.account.balance(f.base),
+                acct.account.balance(f.quote),
+            )
+        base_bal, quote_bal = pair
+        cdef SimOrder o = SimOrder.__new__(SimOrder)
+        o.order_id = oid
+        o.client_order_id = cid
+        o.account = account
+        o.symbol = symbol
+        o.side = side
+        o.is_buy = is_buy
+        o.order_type = otype
+        o.tif = tif
+        o.post_only = post_only
+        o.price = price
+        o.trigger = trig
+        o.display = display
+        o.quote_qty = quote_qty
+        o.stp = stp
+        o.orig_qty = qty
+        o.executed = 0
+        o.cum_quote = 0
+        o.prevented = 0
+        o.status = _NEW
+        o.time = now
+        o.update_time = now
+        o.working = True
+        o.base_bal = base_bal
+        o.quote_bal = quote_bal
+        o.lock_unit = unit
+        o.locked_money = 0
+        if unit:
+            lock = qty * unit
+            bal = quote_bal if is_buy else base_bal
+            bal.free -= lock
+            bal.locked += lock
+            o.locked_money = lock
+        open_of[cid] = o
+        PyDict_SetItem(self.open_orders, oid, o)
+        if self.retain_closed:
+            self.orders[oid] = o
+            self._client_ids[account, cid] = oid
+        cdef list out = [self._report(o, _NEW_EXEC, now, 0, 0, -1, 0, "", None)]
+        seq = st.trade_seq
+        self._execute(st, <BookCore>book, o, now, out)
+        if st.trade_seq != seq and (st.stops_up or st.stops_down):
+            self._run_stops(st, now, out)
+        return out
+
+    def cancel(self, account, symbol, order_id=None, client_order_id=""):
+        """``PyMatchingEngine.cancel``; a cancel by order id of a resting order compiled,
+        the rest (client ids, parked stops, every refusal) there."""
+        cdef PyObject* found
+        cdef SimOrder o
+        if order_id is None or client_order_id:
+            return _slow_cancel(self, account, symbol, order_id, client_order_id)
+        found = PyDict_GetItem(self.symbols, symbol)
+        if found == NULL or PyDict_GetItem(self.accounts, account) == NULL:
+            return _slow_cancel(self, account, symbol, order_id, client_order_id)
+        st = <object>found
+        found = PyDict_GetItem(self.open_orders, order_id)
+        if found == NULL or type(<object>found) is not SimOrder:
+            return _slow_cancel(self, account, symbol, order_id, client_order_id)
+        o = <SimOrder>found
+        book = st.book
+        if (not o.working or o.account != account or o.symbol != symbol
+                or not isinstance(book, BookCore)):
+            return _slow_cancel(self, account, symbol, order_id, client_order_id)
+        now = self.clock.now_ns()
+        (<BookCore>book)._remove(<list>(<BookCore>book).orders[o.order_id])
+        self._release(o)
+        o.status = _CANCELED
+        o.update_time = now
+        self._close(o)
+        return [self._report(o, _CANCELED_EXEC, now, 0, 0, -1, 0, "", None)]
+
+    # -- internals (matching_core.MatchingCore, translated) --------------------------------
+    cdef tuple _report(self, SimOrder o, object exec_type, object now, object last_qty,
+                       object last_price, object trade_id, object fee, object fee_asset,
+                       object liquidity):
+        seq = self._seq + 1
+        self._seq = seq
+        cdef tuple t = _alloc_tuple(_ExecutionReport, 27)
+        _set(t, 0, seq)
+        _set(t, 1, now)
+        _set(t, 2, exec_type)
+        _set(t, 3, o.status)
+        _set(t, 4, o.account)
+        _set(t, 5, o.symbol)
+        _set(t, 6, o.order_id)
+        _set(t, 7, o.client_order_id)
+        _set(t, 8, o.side)
+        _set(t, 9, o.order_type)
+        _set(t, 10, o.post_only)
+        _set(t, 11, o.tif)
+        _set(t, 12, o.price)
+        _set(t, 13, o.trigger)
+        _set(t, 14, o.orig_qty)
+        _set(t, 15, o.executed)
+        _set(t, 16, o.cum_quote)
+        _set(t, 17, o.prevented)
+        _set(t, 18, last_qty)
+        _set(t, 19, last_price)
+        _set(t, 20, trade_id)
+        _set(t, 21, fee)
+        _set(t, 22, fee_asset)
+        _set(t, 23, liquidity)
+        _set(t, 24, 0)
+        _set(t, 25, 0)
+        _set(t, 26, "")
+        return t
+
+    cdef void _release(self, SimOrder o) except *:
+        money = o.locked_money
+        if money:
+            bal = o.quote_bal if o.is_buy else o.base_bal
+            bal.locked -= money
+            bal.free += money
+            o.locked_money = 0
+
+    cdef void _close(self, SimOrder o) except *:
+        PyDict_DelItem(self.open_orders, o.order_id)
+        del self.accounts[o.account].open[o.client_order_id]
+
+    cdef void _finish(self, SimOrder o, object status, object now, list out) except *:
+        self._release(o)
+        o.status = status
+        o.update_time = now
+        self._close(o)
+        out.append(self._report(o, _EXPIRED_EXEC, now, 0, 0, -1, 0, "", None))
+
+    cdef void _execute(self, object st, BookCore book, SimOrder o, object now,
+                       list out) except *:
+        cdef bint crosses
+        cdef list keys
+        price = o.price
+        if not price:
+            self._take(st, book, o, 0, now, out)
+            if _is_open(o.status):
+                self._finish(o, _EXPIRED, now, out)
+            return
+        if o.is_buy:
+            keys = book.ask_keys
+            crosses = PyList_GET_SIZE(keys) and -(<object>PyList_GET_ITEM(
+                keys, PyList_GET_SIZE(keys) - 1)) <= price
+        else:
+            keys = book.bid_keys
+            crosses = PyList_GET_SIZE(keys) and (<object>PyList_GET_ITEM(
+                keys, PyList_GET_SIZE(keys) - 1)) >= price
+        if crosses:
+            self._take(st, book, o, price, now, out)
+            if not _is_open(o.status):
+                return
+        if o.tif is _GTC:
+            leaves = o.orig_qty - o.executed - o.prevented
+            book._new_record(o.order_id, o.is_buy, price, leaves, o.display, o.account, o)
+        else:
+            self._finish(o, _EXPIRED, now, out)
+
+    cdef void _take(self, object st, BookCore book, SimOrder o, object limit, object now,
+                    list out) except *:
+        """``MatchingCore._take`` for a taker without self-trade prevention."""
+        cdef dict levels
+        cdef list keys, lvl, rec
+        cdef bint is_buy = o.is_buy
+        cdef SimOrder maker
+        if is_buy:
+            levels, keys = book.asks, book.ask_keys
+        else:
+            levels, keys = book.bids, book.bid_keys
+        rem = o.orig_qty - o.executed - o.prevented
+        while rem and PyList_GET_SIZE(keys):
+            top = <object>PyList_GET_ITEM(keys, PyList_GET_SIZE(keys) - 1)
+            price = -top if is_buy else top
+            if limit and (price > limit if is_buy else price < limit):
+                break
+            lvl = <list>levels[price]
+            queue = lvl[2]
+            while rem:
+                rec = <list>queue[0]
+                mq = rec[0]
+                if not mq:
+                    queue.popleft()
+                    continue
+                maker = <SimOrder?>rec[7]
+                vis = rec[1]
+                fill = rem if rem < vis else vis
+                rem -= fill
+                mq -= fill
+                vis -= fill
+                rec[0] = mq
+                lvl[0] = lvl[0] - fill
+                self._trade(st, o, maker, price, fill, mq, now, out)
+                if vis:
+                    rec[1] = vis
+                    continue
+                queue.popleft()
+                if mq:  # iceberg: the next slice queues at the back
+                    vis = rec[5] if rec[5] < mq else mq
+                    rec[1] = vis
+                    lvl[0] = lvl[0] + vis
+                    queue.append(rec)
+                    continue
+                rec[1] = 0
+                lvl[1] = lvl[1] - 1
+                PyDict_DelItem(book.orders, maker.order_id)
+                self._close(maker)
+                if not lvl[1]:
+                    break
+            if not lvl[1]:
+                book._drop_level(lvl)
+            if o.status is _IN_MATCH:
+                return
+
+    cdef void _trade(self, object st, SimOrder taker, SimOrder maker, object price,
+                     object qty, object maker_left, object now, list out) except *:
+        notional = price * qty
+        base_money = qty * SCALE
+        day = now // DAY_NS
+        tid = st.trade_seq + 1
+        st.trade_seq = tid
+        st.last_price = price
+        fees = self.fees
+        self._settle(fees, st, maker, True, price, qty, notional, base_money, day,
+                     maker_left, tid, now, out)
+        self._settle(fees, st, taker, False, price, qty, notional, base_money, day,
+                     0, tid, now, out)
+        if not _is_open(taker.status):
+            self._release(taker)
+            self._close(taker)
+        if self.record_trades:
+            t = _alloc_tuple(_Trade, 11)
+            _set(t, 0, tid)
+            _set(t, 1, st.symbol)
+            _set(t, 2, price)
+            _set(t, 3, qty)
+            _set(t, 4, notional)
+            _set(t, 5, now)
+            _set(t, 6, taker.side)
+            _set(t, 7, maker.order_id)
+            _set(t, 8, taker.order_id)
+            _set(t, 9, maker.account)
+            _set(t, 10, taker.account)
+            self.trades.append(t)
+
+    cdef void _settle(self, object fees, object st, SimOrder o, bint is_maker, object price,
+                      object qty, object notional, object base_money, object day,
+                      object maker_left, object tid, object now, list out) except *:
+        """One side of ``MatchingCore._trade``: balances, locks, fee, order, report."""
+        account = o.account
+        cdef bint plain = type(fees) is _FeeSchedule
+        cache = None
+        if plain:  # FeeSchedule.rates' cache hit, inlined
+            cache = fees._cache
+            cached = cache.get(account)
+            if cached is not None and cached[0] == day:
+                rates = cached[1]
+            else:
+                rates = fees.rates(account, day)
+        else:
+            rates = fees.rates(account, day)
+        if is_maker:
+            num, den = rates[0], rates[1]
+        else:
+            num, den = rates[2], rates[3]
+        unit = fees.unit
+        qb = o.quote_bal
+        bb = o.base_bal
+        lock_unit = o.lock_unit
+        if o.is_buy:
+            if lock_unit:
+                release = qty * lock_unit
+                qb.locked -= release
+                o.locked_money = o.locked_money - release
+                qb.free += release - notional
+            else:
+                qb.free -= notional
+            if num >= 0:
+                fee = _charge(base_money, num, den, unit)
+                fee_asset = st.base
+                bb.free += base_money - fee
+            else:
+                fee = _charge(notional, num, den, unit)
+                fee_asset = st.quote
+                bb.free += base_money
+                qb.free -= fee
+        else:
+            if lock_unit:
+                bb.locked -= base_money
+                o.locked_money = o.locked_money - base_money
+            else:
+                bb.free -= base_money
+            fee = _charge(notional, num, den, unit)
+            fee_asset = st.quote
+            qb.free += notional - fee
+        if fee:
+            collected = self.fees_collected
+            collected[fee_asset] = collected.get(fee_asset, 0) + fee
+        if plain and fees.volume_rates is None:  # FeeSchedule.record, inlined
+            volume = fees._volume
+            days = volume.get(account)
+            if days is None:
+                days = volume[account] = {}
+            days[day] = days.get(day, 0) + notional
+            cached = cache.get(account)
+            if cached is not None and day < cached[0]:
+                del cache[account]
+        else:
+            fees.record(account, st.quote, notional, day)
+        o.executed = o.executed + qty
+        o.cum_quote = o.cum_quote + notional
+        left = maker_left if is_maker else o.orig_qty - o.executed - o.prevented
+        o.status = _PARTIAL if left else _FILLED
+        o.update_time = now
+        out.append(self._report(o, _TRADE, now, qty, price, tid, fee, fee_asset,
+                                _MAKER if is_maker else _TAKER))
