@@ -680,3 +680,35 @@ def test_manager_fails_closed_when_the_journal_cannot_write(tmp_path: Path) -> N
     with SqlJournal(url) as reader:
         kinds = [e.kind for e in reader.read()]
     assert kinds == ["BalanceAdjusted", "BalanceAdjusted"]  # none of the bracket's 4 events
+
+
+def test_sqlite_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
+    """Appends go through the driver's connection with automatic checkpoints off; a
+    thread checkpoints instead, so the write-ahead log is reused rather than growing
+    without bound, a second reader sees every committed event while the writer is
+    open, and the log is folded back into the database at close."""
+    from bot4.core.events import TradingStateChanged
+
+    db = tmp_path / "j.db"
+    wal = tmp_path / "j.db-wal"
+    journal = SqlJournal(f"sqlite:///{db}")
+
+    def batch(first: int, n: int) -> None:
+        for seq in range(first, first + n):
+            ev = TradingStateChanged(
+                seq=seq, ts_event=seq, ts_recv=seq, trading_state="ACTIVE", reason="x" * 200
+            )
+            journal.append(ev)
+
+    batch(1, 2000)
+    size_after_first = wal.stat().st_size
+    with SqlJournal(f"sqlite:///{db}") as reader:
+        assert sum(1 for _ in reader.read()) == 2000
+    time.sleep(1.2)  # the checkpoint thread runs every 0.5 s
+    batch(2001, 2000)
+    assert wal.stat().st_size <= size_after_first * 1.2, "the log was not reused"
+    journal.close()
+    assert not wal.exists() or wal.stat().st_size == 0
+    with SqlJournal(f"sqlite:///{db}") as reader:
+        assert [e.seq for e in reader.read()] == list(range(1, 4001))
+        assert reader.verify() == []

@@ -14,6 +14,7 @@ power loss at the cost of an fsync per commit.  The same schema runs on PostgreS
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,43 @@ events_table = Table(
 )
 
 
+_RAW_INSERT = (
+    "INSERT INTO bot4_events (seq, ts_event, ts_recv, kind, payload) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+class _Checkpointer:
+    """Checkpoints a SQLite WAL every ``interval_s`` on its own thread and connection
+    (PASSIVE: never waits for, nor blocks, the writer; sqlite3 releases the GIL while
+    it works), and once more, truncating the log, when stopped."""
+
+    def __init__(self, database: str, interval_s: float = 0.5) -> None:
+        import threading
+
+        self.database = database
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bot4-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        conn = sqlite3.connect(self.database, timeout=5, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.interval_s):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 @dataclass(frozen=True, slots=True)
 class SequenceAnomaly:
     """A place in the journal where ``seq`` is not the previous one plus one."""
@@ -92,6 +130,22 @@ class SqlJournal:
         self._insert = insert(events_table)
         self._last_seq = self._conn.execute(select(func.max(events_table.c.seq))).scalar() or 0
         self._conn.commit()
+        # SQLite: appends go straight to the driver's connection (one cached prepared
+        # INSERT, one commit), skipping SQLAlchemy's statement layer -- ~4x faster on
+        # the order path, where every order is journaled before it is sent.  Same WAL
+        # transaction semantics; reads and PostgreSQL use SQLAlchemy as before.
+        self._raw: Any = None
+        self._checkpointer: _Checkpointer | None = None
+        if self.engine.dialect.name == "sqlite":
+            self._raw_fairy = self.engine.raw_connection()
+            self._raw = self._raw_fairy.driver_connection
+            database = self.engine.url.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                # WAL checkpoints (copying the log back into the database, with an
+                # fsync) run on a thread, not inside an order's commit: an automatic
+                # checkpoint costs milliseconds on whichever commit crosses the limit.
+                self._raw.execute("PRAGMA wal_autocheckpoint=0")
+                self._checkpointer = _Checkpointer(database)
 
     @property
     def last_seq(self) -> int:
@@ -122,11 +176,19 @@ class SqlJournal:
             expected += 1
         if not rows:
             return
+        raw = self._raw
         try:
-            self._conn.execute(self._insert, rows)
-            self._conn.commit()
+            if raw is not None:
+                raw.executemany(_RAW_INSERT, [tuple(r.values()) for r in rows])
+                raw.commit()
+            else:
+                self._conn.execute(self._insert, rows)
+                self._conn.commit()
         except BaseException:
-            self._conn.rollback()
+            if raw is not None:
+                raw.rollback()
+            else:
+                self._conn.rollback()
             raise
         self._last_seq = expected - 1
 
@@ -174,6 +236,12 @@ class SqlJournal:
         return anomalies
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        if self._raw is not None:
+            self._raw_fairy.close()
+            self._raw = None
         self._conn.close()
         self.engine.dispose()
 
