@@ -25,6 +25,12 @@ Semantics, following Binance spot:
   finished matching; simultaneous triggers run in order-id order, and cascades are
   followed until nothing else triggers.  A stop that would trigger at once is refused.
 * Self-trade prevention uses the taker's mode (the order's, else its account default).
+
+``MatchingEngine`` is ``PyMatchingEngine`` below, or where it is built, a subclass whose
+``submit``/``cancel`` run the common requests compiled (``bot4.sim._fastmatch``, see
+docs/sim.md).  A change to the rules here, in ``validate`` or in ``MatchingCore``'s
+matching and settlement must be made there too; ``tests/test_sim_compiled.py`` compares
+the two on random sessions.
 """
 
 from __future__ import annotations

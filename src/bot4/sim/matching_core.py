@@ -6,7 +6,8 @@ business reasons.  The split keeps the part that the benchmark measures in one p
 written for speed: locals over attribute lookups, constants bound at module level,
 book records (``bot4.sim.book``) accessed by index, reports built with
 ``tuple.__new__`` (a named tuple's own constructor is Python code and costs twice as
-much).
+much).  ``bot4.sim._fastmatch`` holds a compiled translation of ``_execute``, ``_take``
+and ``_trade`` (without self-trade prevention): change both together (docs/sim.md).
 """
 
 from __future__ import annotations
