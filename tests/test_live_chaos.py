@@ -356,3 +356,47 @@ def test_startup_settles_what_a_crash_left_between_journal_and_venue(tmp_path: P
     assert start["lost_orders"] == [out["b"]]
     assert runner.venue.stats["resent"] == 0 and out["summary"]["alerts"] == []
     check_journal_matches_venue(runner.om, out["account"], INITIAL)
+
+
+# -- the journal fails --------------------------------------------------------------------
+
+
+def test_journal_failure_fails_closed_and_the_process_stays_up(tmp_path: Path) -> None:
+    """The journal's connection dies mid-session: no order leaves that is not journaled,
+    trading stops visibly (status line), and the session keeps running for the operator."""
+    from bot4.live.status import render, snapshot
+
+    out: dict[str, Any] = {}
+    with running_server() as srv:
+
+        async def go() -> None:
+            runner = _runner(srv.http, tmp_path)
+            stop = asyncio.Event()
+            task = asyncio.ensure_future(runner.run(stop))
+            try:
+                assert await async_wait_until(
+                    lambda: hasattr(runner, "venue") and runner.venue.stats["fills"] >= 4, 15
+                )
+                runner.journal._raw.close()  # the next commit fails
+                t0 = time.perf_counter()
+                assert await async_wait_until(lambda: runner.journal_failed is not None, 5)
+                out["detected_s"] = time.perf_counter() - t0
+                before = (await venue_account(srv.port))["orders"]
+                await asyncio.sleep(1.0)
+                assert not task.done(), "the session must stay up"
+                out["line"] = render(snapshot(runner))
+                out["after"] = (await venue_account(srv.port))["orders"]
+                out["before"] = before
+            finally:
+                stop.set()
+                out["summary"] = await asyncio.wait_for(task, 30)
+
+        asyncio.run(asyncio.wait_for(go(), 60))
+    print(f"\njournal failure: trading stopped {out['detected_s']:.2f} s after the failure")
+    assert "JOURNAL FAILED" in out["line"], out["line"]
+    assert out["after"] == out["before"], "an order left after the journal failed"
+    with SqlJournal(f"sqlite:///{tmp_path / 'journal.db'}") as journal:
+        journaled = {e.client_order_id for e in journal.read() if isinstance(e, OrderSubmitted)}
+    venue_cids = set(out["after"].values())
+    assert venue_cids <= journaled, venue_cids - journaled  # nothing sent unjournaled
+    assert any("journal failed" in e for e in out["summary"]["strategy_errors"])

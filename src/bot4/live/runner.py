@@ -105,6 +105,7 @@ class LiveRunner:
         self.timers: list[asyncio.Task[None]] = []
         self.last_bar_ms: dict[str, int] = {}
         self.started_ns = 0
+        self.journal_failed: str | None = None
         self._stop = asyncio.Event()
 
     # -- wiring ---------------------------------------------------------------------------
@@ -244,7 +245,10 @@ class LiveRunner:
     # -- strategy plumbing ----------------------------------------------------------------
     def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
         """A strategy callback: its exception is logged and counted, never fatal (the
-        order path it used has already been checked and journaled)."""
+        order path it used has already been checked and journaled).  After a journal
+        failure the strategy is no longer called: every action would be refused."""
+        if self.journal_failed:
+            return
         try:
             fn(*args)
         except Exception as exc:
@@ -330,11 +334,15 @@ class LiveRunner:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self.om.failed is not None:  # the journal failed: the manager refuses all
-                log.critical("journal failed (%s): stopping", self.om.failed)
-                self.errors.append(f"journal failed: {self.om.failed!r}")
-                self._stop.set()
-                return
+            if self.om.failed is not None and not self.journal_failed:
+                # Fail closed and stay up: the manager now refuses every command and the
+                # adapter has stopped sending, so nothing leaves that is not journaled;
+                # the process keeps the status line and the market data for the operator
+                # (the journal's file is the state: restart once it is writable again).
+                self.journal_failed = f"{self.om.failed!r}"[:200]
+                log.critical("journal failed (%s): trading stopped", self.om.failed)
+                self.errors.append(f"journal failed: {self.journal_failed}")
+                self.venue.closed = True
             try:
                 self.risk.heartbeat()
             except Bot4Error as exc:
@@ -363,7 +371,9 @@ class LiveRunner:
         """on_stop, cancel open orders (unless keep_orders), drain, close."""
         if self.started_ns:
             self._guard(self.strategy.on_stop)
-        if not self.cfg.keep_orders and hasattr(self, "venue"):
+        if self.journal_failed:
+            log.critical("journal failed: open orders left as they are (nothing can be journaled)")
+        elif not self.cfg.keep_orders and hasattr(self, "venue"):
             for order in list(self.om.state.open_orders.values()):
                 if order.status.value != "PENDING_CANCEL":
                     try:
@@ -376,7 +386,7 @@ class LiveRunner:
                         self.risk.cancel(order.client_order_id)
             if self.venue.ready.is_set() and not await self.venue.drain(10.0):
                 log.warning("open orders left: the venue did not confirm every cancel")
-        if hasattr(self, "venue") and self.venue.ready.is_set():
+        if hasattr(self, "venue") and self.venue.ready.is_set() and not self.journal_failed:
             try:  # a last look: fills that landed while the orders were cancelled
                 await asyncio.wait_for(self.session.reconciler.sync(), 10.0)
             except Exception as exc:

@@ -50,7 +50,8 @@ def snapshot(runner: LiveRunner) -> dict[str, Any]:
         "session": runner.session.state.value,
         "trading_state": state.trading_state,
         "holds": sorted(risk._holds),
-        "kill_switch": trip,  # why trading stopped, while it is stopped
+        "kill_switch": trip,
+        "journal_failed": runner.journal_failed,  # why trading stopped, while it is stopped
         "size_scale": f"{num}/{den}" if num != den else None,  # a staged reset under way
         "positions": positions,
         "realized_pnl": str(realized),
@@ -72,6 +73,8 @@ def render(s: dict[str, Any]) -> str:
     risk = s["trading_state"]
     if s.get("kill_switch"):
         risk += f" ({s['kill_switch']}; bot4 risk reset)"
+    if s.get("journal_failed"):
+        risk = "STOPPED (JOURNAL FAILED: nothing is sent; restart when it is writable)"
     if s.get("size_scale"):
         risk += f" size x{s['size_scale']}"
     return (
