@@ -29,6 +29,7 @@ from bot4.core.errors import ValidationError
 from bot4.core.events import Event, OrderDenied, OrderFilled
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE, from_raw, money_from_raw, to_raw
+from bot4.core.order import Order
 from bot4.data.bars import BarSeries
 from bot4.oms.manager import OrderManager
 from bot4.risk.engine import RiskEngine
@@ -282,6 +283,9 @@ class _Recorder:
         self.trades: list[tuple[str, dict[str, Any], int, int]] = []  # (sym, trade, ts, pnl)
         self.entries = 0
         self._open: dict[str, dict[str, Any]] = {}
+        # Most strategies do not override on_order: then there is nothing to call.
+        overridden = type(strategy).on_order is not Strategy.on_order
+        self._on_order: Callable[[Order], None] | None = strategy.on_order if overridden else None
 
     def on_event(self, event: Event) -> None:
         kind = event.kind
@@ -296,15 +300,17 @@ class _Recorder:
                 )
             )
             return
-        cid = getattr(event, "client_order_id", None)
-        if cid is not None and kind != "OrderInitialized":
-            order = self.om.state.orders.get(cid)
+        if kind == "OrderInitialized":
+            return
+        if self._on_order is not None:
+            cid = getattr(event, "client_order_id", None)
+            order = self.om.state.orders.get(cid) if cid is not None else None
             if order is not None:
-                self.strategy.on_order(order)
-                if kind == "OrderCanceled" and self.ctx.pending_close:
-                    for sym in list(self.ctx.pending_close):
-                        self.ctx.pending_close.discard(sym)
-                        self.strategy.close_position(sym)
+                self._on_order(order)
+        if kind == "OrderCanceled" and self.ctx.pending_close:
+            for sym in list(self.ctx.pending_close):
+                self.ctx.pending_close.discard(sym)
+                self.strategy.close_position(sym)
 
     def _fill(self, ev: OrderFilled) -> None:
         state = self.om.state
