@@ -20,7 +20,6 @@ from bot4.core.events import (
     OrderCancelRejected,
     OrderFilled,
     OrderInitialized,
-    OrderPendingCancel,
     OrderTriggered,
     OrderUpdated,
 )
@@ -28,6 +27,11 @@ from bot4.core.numbers import Rounding, div_round, from_raw
 
 S = OrderStatus
 _FILL = "OrderFilled"
+_PENDING_CANCEL = S.PENDING_CANCEL
+_INITIALIZED = S.INITIALIZED
+_CLOSED = frozenset(s for s in S if s.is_closed)
+_OPEN = frozenset(s for s in S if s.is_open)
+_ILLEGAL = object()  # "no such transition" in _TRANSITIONS lookups
 _LIVE = (S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED)
 
 # (status, event kind) -> new status.  None = "depends on the event" (fills, cancel
@@ -115,8 +119,8 @@ class Order:
         self.linked_ids: tuple[str, ...] = init.linked_ids
         self.shares_lock: bool = init.shares_lock
         self.offset_ppm: int = init.offset_ppm
-        self.status: OrderStatus = S.INITIALIZED
-        self.previous_status: OrderStatus = S.INITIALIZED
+        self.status: OrderStatus = _INITIALIZED
+        self.previous_status: OrderStatus = _INITIALIZED
         self.venue_order_id: str = ""
         self.filled_qty_raw: int = 0
         self.fill_notional_money: int = 0
@@ -136,11 +140,11 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status.is_open
+        return self.status in _OPEN
 
     @property
     def is_closed(self) -> bool:
-        return self.status.is_closed
+        return self.status in _CLOSED
 
     @property
     def quantity(self) -> Decimal:
@@ -167,12 +171,11 @@ class Order:
     def can_apply(self, event: Event) -> OrderStatus:
         """The status ``event`` leads to, or ``InvalidTransition``/``OverfillError``.
         Pure: checks everything ``apply`` would do without changing the order."""
-        key = (self.status, event.kind)
-        if key not in _TRANSITIONS:
-            raise InvalidTransition(self.client_order_id, self.status.value, event.kind)
-        target = _TRANSITIONS[key]
+        target = _TRANSITIONS.get((self.status, event.kind), _ILLEGAL)
         if target is not None:
-            return target
+            if target is _ILLEGAL:
+                raise InvalidTransition(self.client_order_id, self.status.value, event.kind)
+            return target  # type: ignore[return-value]
         if isinstance(event, OrderFilled):
             if event.qty_raw <= 0:
                 raise OverfillError(self.client_order_id, from_raw(event.qty_raw), self.leaves_qty)
@@ -205,7 +208,9 @@ class Order:
         for it, if the caller already asked."""
         if new_status is None:
             new_status = self.can_apply(event)
-        if isinstance(event, OrderFilled):
+        kind = event.kind  # string compares: cheaper than an isinstance chain
+        if kind == "OrderFilled":
+            assert isinstance(event, OrderFilled)
             self.filled_qty_raw += event.qty_raw
             self.fill_notional_money += event.qty_raw * event.price_raw
             if event.fee_money:
@@ -213,25 +218,28 @@ class Order:
                     self.fees_money.get(event.fee_asset, 0) + event.fee_money
                 )
             self.trade_ids.add(event.trade_id)
-        elif isinstance(event, OrderAccepted):
+        elif kind == "OrderAccepted":
+            assert isinstance(event, OrderAccepted)
             if not self.venue_order_id:
                 self.venue_order_id = event.venue_order_id
-        elif isinstance(event, OrderUpdated):
+        elif kind == "OrderUpdated":
+            assert isinstance(event, OrderUpdated)
             self.quantity_raw = event.quantity_raw
             if event.trigger_raw:
                 self.trigger_raw = event.trigger_raw
             if event.price_raw:
                 self.price_raw = event.price_raw
-        elif isinstance(event, OrderTriggered):
+        elif kind == "OrderTriggered":
             self.triggered = True
-        elif isinstance(event, OrderPendingCancel):
+        elif kind == "OrderPendingCancel":
             self.previous_status = self.status
-        if self.status is S.PENDING_CANCEL and new_status is S.PENDING_CANCEL:
+        status = self.status
+        if status is _PENDING_CANCEL and new_status is _PENDING_CANCEL:
             # Where the order goes back to if the cancel is rejected.
             self.previous_status = _behind_pending_cancel(self.previous_status, event)
-        elif new_status is not self.status:
-            if not isinstance(event, OrderPendingCancel):
-                self.previous_status = self.status
+        elif new_status is not status:
+            if kind != "OrderPendingCancel":
+                self.previous_status = status
             self.status = new_status
         self.ts_last = event.ts_event
 

@@ -34,7 +34,6 @@ from bot4.core.events import (
     OrderFilled,
     OrderInitialized,
     OrderTriggered,
-    OrderUpdated,
     TradingStateChanged,
 )
 from bot4.core.instrument import Instrument
@@ -43,7 +42,13 @@ from bot4.core.order import Order
 from bot4.oms.account import Account
 from bot4.oms.position import Position
 
-_TAKES_LOCK = (OrderAccepted, OrderTriggered, OrderFilled)
+_TAKES_LOCK = frozenset({OrderAccepted.kind, OrderTriggered.kind, OrderFilled.kind})
+_NOT_ORDER_EVENTS = frozenset(
+    {OrderInitialized.kind, BalanceAdjusted.kind, OrderDenied.kind, TradingStateChanged.kind}
+)
+_INITIALIZED = OrderStatus.INITIALIZED
+_CLOSED = frozenset(s for s in OrderStatus if s.is_closed)
+_OPEN = frozenset(s for s in OrderStatus if s.is_open)
 
 
 class TradingState:
@@ -128,16 +133,18 @@ class TradingState:
         """Fold one event; raises (changing nothing) if it is out of sequence or illegal."""
         if event.seq != self.last_seq + 1:
             raise SequenceError(self.last_seq + 1, event.seq)
-        if isinstance(event, OrderInitialized):
-            self._initialize(event)
-        elif isinstance(event, BalanceAdjusted):
-            self.account.add_free(event.asset, event.amount_money)
-        elif isinstance(event, OrderDenied):
-            self.denials += 1
-        elif isinstance(event, TradingStateChanged):
-            self.trading_state = event.trading_state
+        kind = event.kind
+        if kind in _NOT_ORDER_EVENTS:
+            if isinstance(event, OrderInitialized):
+                self._initialize(event)
+            elif isinstance(event, BalanceAdjusted):
+                self.account.add_free(event.asset, event.amount_money)
+            elif isinstance(event, OrderDenied):
+                self.denials += 1
+            elif isinstance(event, TradingStateChanged):
+                self.trading_state = event.trading_state
         else:
-            self._order_event(event)
+            self._order_event(event, kind)
         self.last_seq = event.seq
 
     def replay(self, events: Iterable[Event]) -> TradingState:
@@ -152,29 +159,30 @@ class TradingState:
             raise UnknownInstrument(event.symbol)
         self.orders[event.client_order_id] = Order(event)
 
-    def _order_event(self, event: Event) -> None:
+    def _order_event(self, event: Event, kind: str) -> None:
+        # Dispatch on ``kind`` strings: cheaper than isinstance chains on the hot path.
         cid: str = getattr(event, "client_order_id", "")
         order = self.orders.get(cid)
         if order is None:
             raise UnknownOrder(cid)
         was = order.status
         new_status = order.can_apply(event)  # raises before anything changes
-        account = self.account
         asset, unit = self.lock_unit(order)
-        if was is OrderStatus.INITIALIZED and event.kind == "OrderSubmitted":
-            order.pending_money = order.leaves_qty_raw * unit
-            account.add_pending(asset, order.pending_money)
-        elif not order.lock_taken and isinstance(event, _TAKES_LOCK):
+        if was is _INITIALIZED and kind == "OrderSubmitted":
+            order.pending_money = (order.quantity_raw - order.filled_qty_raw) * unit
+            self.account.add_pending(asset, order.pending_money)
+        elif not order.lock_taken and kind in _TAKES_LOCK:
             self._take_lock(order, asset, unit)
-        if isinstance(event, OrderFilled):
-            self._fill(order, event, asset, unit)
+        if kind == "OrderFilled":
+            self._fill(order, event, asset, unit)  # type: ignore[arg-type]
         order.apply(event, new_status)
-        if isinstance(event, OrderUpdated):
+        if kind == "OrderUpdated":
             self._resize_lock(order, asset, unit)
-        if order.status.is_closed:
+        status = order.status
+        if status in _CLOSED:
             self._release(order, asset)
             self.open_orders.pop(cid, None)
-        elif order.status.is_open:
+        elif status in _OPEN:
             self.open_orders[cid] = order
 
     def _take_lock(self, order: Order, asset: str, unit: int) -> None:
