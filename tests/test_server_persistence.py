@@ -121,3 +121,73 @@ def test_sigterm_persists_and_restart_restores(tmp_path: Path) -> None:
     finally:
         loop.close()
         assert second.stop() == 0
+
+
+def test_sigkill_loses_no_accepted_change(tmp_path: Path) -> None:
+    """No graceful shutdown at all: the state file was never written, and the restarted
+    server still has every order, fill, balance and counter the clients were told of
+    (the write-through command log, replayed on start)."""
+    state = tmp_path / "exchange-state.json"
+    args = [*server_args(tmp_path), "--state", str(state), "--autosave", "0"]
+    args += ["--weight-limit", "1000000", "--mm-interval-ms", "20"]
+    loop = Loop()
+    first = ServerProcess(args).start()
+    try:
+
+        async def trade() -> dict[str, Any]:
+            ex = rest_client(first.port, enableRateLimit=False)
+            try:
+                await ex.load_markets()
+                book = await ex.fetch_order_book(BTC, 5)
+                bid, ask = book["bids"][0][0], book["asks"][0][0]
+                for i in range(5):
+                    await ex.create_order(BTC, "market", "buy" if i % 2 else "sell", 0.002)
+                    await ex.create_order(
+                        BTC, "limit", "buy", 0.001, round(bid * (0.95 - i / 100), 2),
+                        {"clientOrderId": f"rest-{i}"},
+                    )  # fmt: skip
+                await ex.create_order(BTC, "limit", "sell", 0.002, round(ask * 1.1, 2))
+                await ex.cancel_order(None, BTC, {"origClientOrderId": "rest-2"})
+                await asyncio.sleep(0.5)  # the market maker keeps trading meanwhile
+                snap = await _snapshot(ex)
+                snap["depth_id"] = (await ex.fetch_order_book(BTC))["nonce"]
+                snap["trade_id"] = int((await ex.fetch_trades(BTC, limit=1))[-1]["id"])
+                first.kill()  # SIGKILL right after the last answer
+                return snap
+            finally:
+                await ex.close()
+
+        before = loop.run(trade())
+        assert len(before["orders"]) == 5 and len(before["trades"]) >= 5
+    finally:
+        first.kill()
+        first.close()
+    assert first.proc is not None and first.proc.returncode == -9
+    assert not state.exists()  # nothing was saved on the way out
+    second = ServerProcess(args).start()
+    try:
+        ready = json.loads(next(x for x in second.lines if '"listening"' in x))
+        assert ready["replayed"] > 20
+
+        async def check() -> None:
+            ex = rest_client(second.port, enableRateLimit=False)
+            try:
+                await ex.load_markets()
+                after = await _snapshot(ex)
+                assert after["orders"] == before["orders"]
+                assert after["balances"] == before["balances"]
+                assert after["trades"] == before["trades"]
+                assert (await ex.fetch_order_book(BTC))["nonce"] >= before["depth_id"]
+                assert int((await ex.fetch_trades(BTC, limit=1))[-1]["id"]) >= before["trade_id"]
+                fresh = await ex.create_order(BTC, "market", "buy", 0.001)
+                assert int(fresh["id"]) > max(int(o[0]) for o in before["orders"])
+            finally:
+                await ex.close()
+
+        loop.run(check(), timeout=30)
+    finally:
+        loop.close()
+        assert second.stop() == 0
+    # SIGTERM snapshotted and started the log over: a third start replays nothing
+    assert json.loads(state.read_text())["log_seq"] > 0
+    assert (tmp_path / "exchange-state.json.log").read_bytes() == b""

@@ -6,6 +6,10 @@ and serves them with aiohttp.  It prints one JSON line ``{"event": "listening", 
 with the bound port once it accepts connections (so ``--port 0`` works for tests and
 scripts), and on SIGINT/SIGTERM stops the market, writes the state file, closes the
 websockets (code 1001, "going away") and exits 0.
+
+With ``--state`` the server is also write-through: every accepted command is appended to
+``<state>.log`` before it is answered (``command_log``), so a SIGKILL loses nothing a
+client was told; a start replays the log on top of the last snapshot.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot4.core.clock import Clock, LiveClock
 from bot4.core.errors import ValidationError
+from bot4.server import command_log, market_maker
 from bot4.server import state as state_file
 from bot4.server.auth import Authenticator, Credential
 from bot4.server.bar_market import BarReplayer, load_raw_bars
@@ -84,6 +89,9 @@ class ExchangeServer:
             self.maker = MarketMaker(ex, maker_symbols, config.maker, config.seed)
             if saved is not None and "market_maker" in saved:
                 self.maker.load_state(saved["market_maker"])
+        self.log: command_log.CommandLog | None = None
+        self.replayed = 0
+        self._open_log(saved)
         limits = config.limits
         creds = [Credential(a.api_key, a.api_secret.encode(), a.name) for a in config.accounts]
         self.auth = Authenticator(creds, self.clock)
@@ -127,8 +135,32 @@ class ExchangeServer:
         return state_file.capture(self.exchange, extra)
 
     def save_state(self) -> None:
+        """Snapshot, then start the command log over (the snapshot holds its entries)."""
         if self.config.state_path is not None:
-            state_file.save(self.config.state_path, self.capture())
+            data = self.capture()
+            if self.log is not None:
+                data["log_seq"] = self.log.seq
+            state_file.save(self.config.state_path, data)
+            if self.log is not None:
+                self.log.truncate()
+
+    def _open_log(self, saved: dict[str, Any] | None) -> None:
+        """Replay what the log holds after the snapshot, then record every command."""
+        path = self.config.state_path
+        if path is None:
+            return
+        lpath = command_log.log_path(path)
+        after = int(saved.get("log_seq", 0)) if saved is not None else 0
+        entries = command_log.read_log(lpath, after)
+        notes = self.exchange.replay(entries)
+        if self.maker is not None and market_maker.NOTE in notes:
+            self.maker.load_refs(notes[market_maker.NOTE])
+        self.replayed = len(entries)
+        seq = entries[-1][0] if entries else after
+        self.log = command_log.CommandLog(
+            lpath, command_log.sync_policy(self.config.state_sync), seq
+        )
+        self.exchange.recorder = self.log.append
 
     # -- background tasks ----------------------------------------------------------------
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -181,11 +213,14 @@ class ExchangeServer:
             await site.start()
             host, port = runner.addresses[0][:2]
             self.start_market()
-            print(dumps({"event": "listening", "host": host, "port": port}), flush=True)
+            ready = {"event": "listening", "host": host, "port": port, "replayed": self.replayed}
+            print(dumps(ready), flush=True)
             await stop.wait()
         finally:
             await self.stop_market()
             self.save_state()
+            if self.log is not None:
+                self.log.close()
             await self.hub.close_all()
             await self.users.close_all()
             await runner.cleanup()

@@ -31,8 +31,9 @@ _HELP = {
     "bars_warm": "Bars published as history before the first step.",
     "bars_period_ms": "Step every N ms (0: only on POST /bot4/bars/step).",
     "config": "TOML file: more accounts, symbol rules, market maker, limits.",
-    "state": "State file: restored at start if present, written on shutdown.",
+    "state": "State file: restored at start, written on shutdown; STATE.log gets every change.",
     "autosave": "Also write the state file every N seconds (0: only on shutdown).",
+    "state_sync": "Command log durability: write (survives kill -9) or fsync (power loss).",
     "market_maker": "Run the built-in market maker.",
     "mm_interval_ms": "Market maker step period in ms.",
     "mm_trade_probability": "Chance per step of a market-maker taker trade.",
@@ -64,6 +65,7 @@ def exchange_command(
     config: Annotated[Path | None, typer.Option(help=_HELP["config"])] = None,
     state: Annotated[Path | None, typer.Option(help=_HELP["state"])] = None,
     autosave: Annotated[int, typer.Option(help=_HELP["autosave"])] = 60,
+    state_sync: Annotated[str, typer.Option(help=_HELP["state_sync"])] = "write",
     market_maker: Annotated[bool, typer.Option(help=_HELP["market_maker"])] = True,
     mm_interval_ms: Annotated[int | None, typer.Option(help=_HELP["mm_interval_ms"])] = None,
     mm_trade_probability: Annotated[
@@ -82,6 +84,7 @@ def exchange_command(
     from dataclasses import replace
 
     from bot4.core.errors import ValidationError
+    from bot4.server.command_log import LogError, sync_policy
     from bot4.server.config import (
         AccountSpec,
         LimitSpec,
@@ -141,6 +144,7 @@ def exchange_command(
             bars_period_ms=bars_period_ms,
             state_path=state,
             autosave_seconds=autosave,
+            state_sync=sync_policy(state_sync),
             maker=maker,
             limits=limits,
         )
@@ -158,7 +162,7 @@ def exchange_command(
         from bot4.server.app import run
 
         run(cfg)
-    except (ValidationError, StateError, ValueError, OSError) as exc:
+    except (ValidationError, StateError, LogError, ValueError, OSError) as exc:
         typer.echo(f"bot4 exchange: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -207,6 +207,7 @@ class ServerConfig:
     bars_period_ms: int = 0  # 0: step only on POST /bot4/bars/step
     state_path: Path | None = None
     autosave_seconds: int = 60
+    state_sync: str = "write"  # command log durability: "write" or "fsync" (command_log)
     heartbeat_seconds: float = 20.0
     maker: MakerSpec = MakerSpec()
     limits: LimitSpec = LimitSpec()

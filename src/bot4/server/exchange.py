@@ -16,6 +16,12 @@ folds the engine's execution reports into what a Binance venue publishes:
 * **Fan-out.**  ``user_sink`` receives each client account's reports, ``trade_sink``
   each public trade, ``bbo_sink`` each change of best bid/ask; the stream modules plug in.
 
+* **Write-through.**  ``recorder`` (``command_log.CommandLog.append``) receives every
+  accepted command with the time the engine used, before anything about it is published;
+  ``replay`` applies such entries again after a crash (see ``command_log``).  The engine
+  reads the time through ``PinnedClock``, held at one value for a whole command, so a
+  replay at that value reproduces it exactly.
+
 All of it runs on the event loop's one thread, so a command and its bookkeeping are
 atomic with respect to every request and stream.
 """
@@ -23,11 +29,12 @@ atomic with respect to every request and stream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from bot4.core.clock import Clock
 from bot4.core.enums import OrderSide
 from bot4.core.numbers import money_to_raw
+from bot4.server import command_log as cl
 from bot4.server.config import AccountSpec, SymbolSpec
 from bot4.server.market_data import SymbolMarket
 from bot4.server.orders import AccountHistory
@@ -116,6 +123,20 @@ class DepthState:
         return True
 
 
+class PinnedClock:
+    """The engine's clock: one value for the duration of a command (``pinned``), the
+    wrapped clock otherwise.  Makes a command's time one number that the log records."""
+
+    __slots__ = ("inner", "pinned")
+
+    def __init__(self, inner: Clock) -> None:
+        self.inner = inner
+        self.pinned = 0
+
+    def now_ns(self) -> int:
+        return self.pinned or self.inner.now_ns()
+
+
 class Exchange:
     """The engine, its accounts and credentials, and the venue's published state."""
 
@@ -126,12 +147,13 @@ class Exchange:
         fees: FeeSchedule | None = None,
     ) -> None:
         self.clock = clock
+        self.command_clock = PinnedClock(clock)
         self.specs = {s.symbol: s for s in symbols}
         self.instruments = {s.symbol: s.instrument() for s in symbols}
         self.engine = MatchingEngine(
             [s.engine_instrument() for s in symbols],
             fees,
-            clock,
+            self.command_clock,
             retain_closed=False,
             record_trades=True,
         )
@@ -143,6 +165,7 @@ class Exchange:
         self.user_sink: Callable[[str, list[ExecutionReport]], None] | None = None
         self.trade_sink: Callable[[Trade], None] | None = None
         self.bbo_sink: Callable[[str, int, Bbo], None] | None = None
+        self.recorder: Callable[[list[Any]], None] | None = None
 
     # -- accounts ------------------------------------------------------------------------
     def open_account(self, spec: AccountSpec) -> None:
@@ -169,33 +192,116 @@ class Exchange:
         self.engine.fees.set_override(name, 0, 0)
 
     # -- commands ------------------------------------------------------------------------
+    # Each pins the engine's clock for the command (unless a replay holds it already),
+    # records the accepted command, then publishes.  A refusal raises before the record.
     def submit(self, req: NewOrder) -> list[ExecutionReport]:
         """Place an order (raises ``BinanceError`` with nothing changed if refused)."""
-        reports = self.engine.submit(req)
+        clock = self.command_clock
+        held = clock.pinned
+        t = clock.pinned = held or clock.inner.now_ns()
+        try:
+            reports = self.engine.submit(req)
+        finally:
+            clock.pinned = held
+        if self.recorder is not None:
+            self.recorder(cl.order_entry(t, req))
         self._publish(reports, req)
         return reports
 
     def cancel(
         self, account: str, symbol: str, order_id: int | None = None, client_order_id: str = ""
     ) -> list[ExecutionReport]:
-        reports = self.engine.cancel(account, symbol, order_id, client_order_id)
+        clock = self.command_clock
+        held = clock.pinned
+        t = clock.pinned = held or clock.inner.now_ns()
+        try:
+            reports = self.engine.cancel(account, symbol, order_id, client_order_id)
+        finally:
+            clock.pinned = held
+        if self.recorder is not None:
+            self.recorder([cl.CANCEL, t, account, symbol, order_id, client_order_id])
         self._publish(reports, None)
         return reports
 
     def cancel_all(self, account: str, symbol: str) -> list[ExecutionReport]:
-        reports = self.engine.cancel_all(account, symbol)
+        clock = self.command_clock
+        held = clock.pinned
+        t = clock.pinned = held or clock.inner.now_ns()
+        try:
+            reports = self.engine.cancel_all(account, symbol)
+        finally:
+            clock.pinned = held
+        if self.recorder is not None:
+            self.recorder([cl.CANCEL_ALL, t, account, symbol])
         self._publish(reports, None)
         return reports
 
     def amend(
         self, account: str, symbol: str, order_id: int, new_qty: int
     ) -> list[ExecutionReport]:
-        reports = self.engine.amend(account, symbol, new_qty, order_id)
+        clock = self.command_clock
+        held = clock.pinned
+        t = clock.pinned = held or clock.inner.now_ns()
+        try:
+            reports = self.engine.amend(account, symbol, new_qty, order_id)
+        finally:
+            clock.pinned = held
+        if self.recorder is not None:
+            self.recorder([cl.AMEND, t, account, symbol, order_id, new_qty])
         self._publish(reports, None)
         return reports
 
     def set_last_price(self, symbol: str, price_raw: int) -> None:
-        self._publish(self.engine.set_last_price(symbol, price_raw), None)
+        clock = self.command_clock
+        held = clock.pinned
+        t = clock.pinned = held or clock.inner.now_ns()
+        try:
+            reports = self.engine.set_last_price(symbol, price_raw)
+        finally:
+            clock.pinned = held
+        if self.recorder is not None:
+            self.recorder([cl.LAST_PRICE, t, symbol, price_raw])
+        self._publish(reports, None)
+
+    def note(self, name: str, value: Any) -> None:
+        """Record a market source's own state next to the commands (replay returns the
+        last value of each name)."""
+        if self.recorder is not None:
+            self.recorder([cl.NOTE, 0, name, value])
+
+    def replay(self, entries: list[list[Any]]) -> dict[str, Any]:
+        """Apply logged commands again (before anything serves or records), each at its
+        logged time; returns the last value of every note.  A logged command that the
+        engine refuses now means the log does not belong to this state: ``LogError``."""
+        if self.recorder is not None:
+            raise cl.LogError("replay before the recorder is attached")
+        notes: dict[str, Any] = {}
+        clock = self.command_clock
+        for entry in entries:
+            seq, kind, t, args = entry[0], entry[1], int(entry[2]), entry[3:]
+            clock.pinned = t
+            try:
+                if kind == cl.SUBMIT:
+                    self.submit(cl.order_from_entry(args))
+                elif kind == cl.CANCEL:
+                    self.cancel(args[0], args[1], args[2], args[3])
+                elif kind == cl.CANCEL_ALL:
+                    self.cancel_all(args[0], args[1])
+                elif kind == cl.AMEND:
+                    self.amend(args[0], args[1], int(args[2]), int(args[3]))
+                elif kind == cl.LAST_PRICE:
+                    self.set_last_price(args[0], int(args[1]))
+                elif kind == cl.NOTE:
+                    notes[args[0]] = args[1]
+                else:
+                    raise cl.LogError(f"entry {seq}: unknown kind {kind!r}")
+            except cl.LogError:
+                raise
+            except Exception as exc:
+                raise cl.LogError(f"entry {seq} ({kind}) does not apply: {exc!r}") from None
+            finally:
+                clock.pinned = 0
+        return notes
 
     # -- queries -------------------------------------------------------------------------
     def now_ms(self) -> int:

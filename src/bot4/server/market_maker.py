@@ -37,6 +37,7 @@ from bot4.sim.matching_types import NewOrder
 log = logging.getLogger(__name__)
 
 ACCOUNT: Final = "__market_maker__"
+NOTE: Final = "maker.ref"
 DEEP_POCKETS: Final = 10**12 * 10**18  # 1e12 of every asset, in money units
 _BUY: Final = OrderSide.BUY
 _SELL: Final = OrderSide.SELL
@@ -120,6 +121,16 @@ class MarketMaker:
             except BinanceError as exc:  # the market must go on; count and log
                 self.errors += 1
                 log.debug("market maker %s: %r", symbol, exc)
+        # the reference prices next to the commands: a replay after a crash puts the
+        # ladder back around them (the RNG continues from the last snapshot instead)
+        self.ex.note(NOTE, {s: b.ref_ticks for s, b in self.books.items()})
+
+    def load_refs(self, refs: dict[str, int]) -> None:
+        """The reference prices of a replayed log (``NOTE``), then the ladder."""
+        for symbol, ref in refs.items():
+            if symbol in self.books:
+                self.books[symbol].ref_ticks = int(ref)
+        self.adopt_orders()
 
     def _step_symbol(self, symbol: str, b: _Book) -> None:
         rng = self.rng
