@@ -149,16 +149,25 @@ def test_compiled_feed_loop_equals_the_pure_loop_on_the_bitfinex_file() -> None:
     assert fast.stats.order_messages > 99_000 and fast.stats.crossed_episodes > 0
 
 
+# JSON integers: the compiled loop scales those below 9e9 in C and hands larger ones
+# (up to 2**64 and past it) to ``to_raw_exact``, which scales any int.
+INT_EDGES = st.one_of(
+    st.sampled_from([8_999_999_999, 9_000_000_000, 9_300_000_000, 2**63, 2**64 + 5, 10**30]),
+    st.integers(-(10**11), 10**11),
+    st.integers(-(2**70), 2**70),
+).flatmap(lambda n: st.sampled_from([n, -n]))
 prices = st.one_of(
     st.sampled_from([0, 0.0, 100.0, 100.5, 101, 99.999999999, 1e-9, 100.1234567891]),
     st.floats(-5, 1e7),
     st.sampled_from([math.nan, math.inf]),
     st.integers(0, 200),
+    INT_EDGES,
 )
 amounts = st.one_of(
     st.sampled_from([0.5, -0.5, 1, -1, 0, 0.1 + 0.2, -2.000000001, 1e-10]),
     st.floats(-1e7, 1e7),
     st.integers(-5, 5),
+    INT_EDGES,
 )
 feed_messages = st.lists(
     st.one_of(
