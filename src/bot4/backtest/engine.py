@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bot4.backtest.result import BacktestResult, DenialRecord, FillRecord, TradeRecord
 from bot4.core.clock import TestClock
@@ -36,6 +37,7 @@ from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
+from bot4.strategy.indicators import Indicator
 
 CHUNK = 1 << 16
 
@@ -145,11 +147,22 @@ class Backtest:
         order = None if single else _merged_order(series)
         done = 0
         bars = {s.symbol: Bar(s.symbol, 0, 0.0, 0.0, 0.0, 0.0, 0.0) for s in series}
+        # Per symbol: indicators fed by update() each bar, and indicators whose values
+        # were computed for the whole series at once (``Indicator.batch``, the same
+        # numbers): those only advance, value by value.
         indicators: dict[str, list[Any]] = {s.symbol: [] for s in series}
+        precomputed: dict[str, list[tuple[Indicator, NDArray[np.float64]]]] = {
+            s.symbol: [] for s in series
+        }
+        by_symbol = {s.symbol: s for s in series}
         for sym, ind in strategy._indicators:
             if sym not in indicators:
                 raise ValidationError("symbol", "an indicator's symbol has no data", sym)
-            indicators[sym].append(ind.update)
+            values = ind.batch(by_symbol[sym].close)
+            if values is None:
+                indicators[sym].append(ind.update)
+            else:
+                precomputed[sym].append((ind, values))
         on_bar = strategy.on_bar
         state = om.state
         update_price = risk.update_price_raw
@@ -168,6 +181,7 @@ class Backtest:
                 interval = s.interval_ns
                 bar = bars[sym]
                 updates = indicators[sym]
+                advances = [(ind, values[i0:i1].tolist()) for ind, values in precomputed[sym]]
                 ts_l = s.ts_ns[i0:i1].tolist()
                 o_l = s.open[i0:i1].tolist()
                 h_l = s.high[i0:i1].tolist()
@@ -190,6 +204,10 @@ class Backtest:
                     c = c_l[k]
                     for update in updates:
                         update(c)
+                    for ind, values in advances:
+                        ind.previous = ind.value
+                        ind.value = values[k]
+                        ind.count += 1
                     bar.ts_ns = ts
                     bar.open = o_l[k]
                     bar.high = h_l[k]

@@ -13,6 +13,9 @@ import math
 from abc import ABC, abstractmethod
 from collections import deque
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 class Indicator(ABC):
     """Base: ``update(x)`` returns the new value (NaN until ``ready``); ``value`` is
@@ -35,6 +38,13 @@ class Indicator(ABC):
     @abstractmethod
     def update(self, x: float) -> float:
         """Feed the next input; return the new value."""
+
+    def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """The values ``update`` would return, fed ``xs`` in order from fresh, computed
+        at once -- or None where that cannot be exactly the same numbers (the default).
+        A backtest knows the whole series in advance and uses this; live, every value
+        comes from ``update``."""
+        return None
 
 
 class SMA(Indicator):
@@ -61,6 +71,30 @@ class SMA(Indicator):
         if self.count >= self.period:
             self.value = self._sum / (self.period * self.RESOLUTION)
         return self.value
+
+    def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """Bit-identical to ``update``: the same rounding to 1e-8 (``rint`` and
+        ``round`` both round half to even), window sums as exact int64 differences of
+        a running sum (a wrapped running sum still gives exact differences, as long as
+        each window sum fits), and one correctly rounded division of two floats that
+        hold those integers exactly -- which is what ``int / int`` computes.  None when
+        a window sum could reach 2**53 (floats would no longer hold it exactly)."""
+        n = len(xs)
+        if self.count or n == 0 or not np.isfinite(xs).all():
+            return None
+        if n < self.period:
+            return np.full(n, math.nan)
+        scaled = np.rint(xs * self.RESOLUTION)
+        if float(np.abs(scaled).max()) * self.period >= 2.0**53:
+            return None
+        running = np.empty(n + 1, dtype=np.int64)
+        running[0] = 0
+        with np.errstate(over="ignore"):
+            np.cumsum(scaled.astype(np.int64), out=running[1:])
+            sums = running[self.period :] - running[: n + 1 - self.period]
+        values = np.full(n, math.nan)
+        values[self.period - 1 :] = sums.astype(np.float64) / float(self.period * self.RESOLUTION)
+        return values
 
 
 class EMA(Indicator):
