@@ -26,19 +26,20 @@ def incremental(ind: Indicator, xs: list[float]) -> np.ndarray:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    period=st.integers(1, 50),
+    period=st.integers(1, 40),  # x 1 M x 1e8 stays below 2**52: always batchable
     xs=st.lists(
         st.one_of(
-            st.integers(1, 10**9).map(lambda c: c / 100),  # cent prices up to 10 M
-            st.floats(1e-6, 1e6, allow_nan=False),  # any float
+            st.integers(1, 10**8).map(lambda c: c / 100),  # cent prices up to 1 M
+            st.floats(1e-6, 1e5, allow_nan=False),  # any float
         ),
         min_size=1,
         max_size=200,
     ),
 )
 def test_sma_batch_is_bit_identical_to_update(period: int, xs: list[float]) -> None:
-    batch = SMA(period).batch(np.array(xs))
-    assert batch is not None
+    sma = SMA(period)
+    assert sma.can_batch(np.array(xs))
+    batch = sma.batch(np.array(xs))
     want = incremental(SMA(period), xs)
     assert np.array_equal(batch, want, equal_nan=True)
     assert [v.hex() for v in batch if not math.isnan(v)] == [
@@ -47,20 +48,45 @@ def test_sma_batch_is_bit_identical_to_update(period: int, xs: list[float]) -> N
 
 
 def test_sma_batch_refuses_what_it_cannot_do_exactly() -> None:
-    assert SMA(3).batch(np.array([1.0, math.nan, 2.0])) is None
-    assert SMA(3).batch(np.array([1e9, 2e9, 3e9])) is None  # window sums beyond 2**53
+    assert not SMA(3).can_batch(np.array([1.0, math.nan, 2.0]))
+    assert not SMA(3).can_batch(np.array([1.0, math.inf]))
+    assert not SMA(3).can_batch(np.array([1e9, 2e9, 3e9]))  # window sums beyond 2**52
+    assert not SMA(3).can_batch(np.array([]))
     used = SMA(2)
     used.update(1.0)
-    assert used.batch(np.array([1.0, 2.0])) is None  # not fresh
-    assert EMA(3).batch(np.array([1.0, 2.0, 3.0])) is None  # recursive: update only
-    assert RSI(3).batch(np.array([1.0, 2.0, 3.0])) is None
+    assert not used.can_batch(np.array([1.0, 2.0]))  # not fresh
+    assert not EMA(3).can_batch(np.array([1.0, 2.0, 3.0]))  # recursive: update only
+    assert not RSI(3).can_batch(np.array([1.0, 2.0, 3.0]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    period=st.integers(1, 40),
+    cuts=st.lists(st.integers(1, 300), min_size=1, max_size=6),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_sma_batch_chunk_by_chunk_with_lookback_equals_update(
+    period: int, cuts: list[int], seed: int
+) -> None:
+    """The backtest computes values chunk by chunk from the chunk plus ``lookback``
+    earlier inputs; stitched together they must be the series' values."""
+    xs = np.round(np.random.default_rng(seed).uniform(1, 100_000, sum(cuts)), 2)
+    want = incremental(SMA(period), xs.tolist())
+    sma = SMA(period)
+    got: list[float] = []
+    i0 = 0
+    for size in cuts:
+        start = max(0, i0 - sma.lookback)
+        got += sma.batch(xs[start : i0 + size])[i0 - start :].tolist()
+        i0 += size
+    assert np.array_equal(np.array(got), want, equal_nan=True)
 
 
 class _StepwiseSMA(SMA):
     """An SMA that refuses batching, so the backtest feeds it bar by bar."""
 
-    def batch(self, xs: np.ndarray) -> None:  # type: ignore[override]
-        return None
+    def can_batch(self, xs: np.ndarray) -> bool:
+        return False
 
 
 class StepwiseSmaCross(SmaCross):
@@ -83,6 +109,6 @@ def test_backtest_with_batched_and_stepwise_indicators_is_identical() -> None:
 @pytest.mark.parametrize("period", [10, 30])
 def test_sma_batch_on_real_btc_closes(period: int) -> None:
     closes = load_bars(BTC, "BTCUSDT").close
+    assert SMA(period).can_batch(closes)
     batch = SMA(period).batch(closes)
-    assert batch is not None
     assert np.array_equal(batch, incremental(SMA(period), closes.tolist()), equal_nan=True)

@@ -151,18 +151,15 @@ class Backtest:
         # were computed for the whole series at once (``Indicator.batch``, the same
         # numbers): those only advance, value by value.
         indicators: dict[str, list[Any]] = {s.symbol: [] for s in series}
-        precomputed: dict[str, list[tuple[Indicator, NDArray[np.float64]]]] = {
-            s.symbol: [] for s in series
-        }
+        precomputed: dict[str, list[Indicator]] = {s.symbol: [] for s in series}
         by_symbol = {s.symbol: s for s in series}
         for sym, ind in strategy._indicators:
             if sym not in indicators:
                 raise ValidationError("symbol", "an indicator's symbol has no data", sym)
-            values = ind.batch(by_symbol[sym].close)
-            if values is None:
-                indicators[sym].append(ind.update)
+            if ind.can_batch(by_symbol[sym].close):
+                precomputed[sym].append(ind)
             else:
-                precomputed[sym].append((ind, values))
+                indicators[sym].append(ind.update)
         on_bar = strategy.on_bar
         state = om.state
         update_price = risk.update_price_raw
@@ -181,7 +178,7 @@ class Backtest:
                 interval = s.interval_ns
                 bar = bars[sym]
                 updates = indicators[sym]
-                advances = [(ind, values[i0:i1].tolist()) for ind, values in precomputed[sym]]
+                advances = [(ind, _batch_values(ind, s.close, i0, i1)) for ind in precomputed[sym]]
                 ts_l = s.ts_ns[i0:i1].tolist()
                 o_l = s.open[i0:i1].tolist()
                 h_l = s.high[i0:i1].tolist()
@@ -277,6 +274,13 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [len(rows)]])
     return [(int(s[a]), int(b[a]), int(b[z - 1]) + 1) for a, z in zip(starts, stops, strict=True)]
+
+
+def _batch_values(ind: Indicator, closes: NDArray[np.float64], i0: int, i1: int) -> list[float]:
+    """The indicator's values for bars i0..i1-1, from the chunk and the inputs before it
+    that its values still depend on (chunk by chunk: no series-long temporaries)."""
+    start = max(0, i0 - (ind.lookback or 0))
+    return ind.batch(closes[start:i1])[i0 - start :].tolist()  # type: ignore[no-any-return]
 
 
 def _fire_timers(timers: list[list[Any]], now: int, strategy: Strategy) -> None:

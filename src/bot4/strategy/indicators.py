@@ -39,12 +39,20 @@ class Indicator(ABC):
     def update(self, x: float) -> float:
         """Feed the next input; return the new value."""
 
-    def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64] | None:
-        """The values ``update`` would return, fed ``xs`` in order from fresh, computed
-        at once -- or None where that cannot be exactly the same numbers (the default).
-        A backtest knows the whole series in advance and uses this; live, every value
-        comes from ``update``."""
-        return None
+    #: How many earlier inputs ``batch`` needs to continue a series (None: no batch).
+    lookback: int | None = None
+
+    def can_batch(self, xs: NDArray[np.float64]) -> bool:
+        """Whether ``batch`` gives exactly ``update``'s numbers over all of ``xs`` for
+        this (fresh) indicator.  A backtest knows the whole series in advance and then
+        computes values chunk by chunk with ``batch``; live, every value comes from
+        ``update``."""
+        return False
+
+    def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The values a fresh indicator's ``update`` returns when fed ``xs`` in order
+        (reads and changes nothing of this one)."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch form")
 
 
 class SMA(Indicator):
@@ -72,28 +80,34 @@ class SMA(Indicator):
             self.value = self._sum / (self.period * self.RESOLUTION)
         return self.value
 
-    def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    @property
+    def lookback(self) -> int:  # type: ignore[override]
+        return self.period - 1  # a value depends on the last ``period`` inputs only
+
+    def can_batch(self, xs: NDArray[np.float64]) -> bool:
+        """Fresh, finite inputs, and every window sum of the 1e-8 integers below 2**53
+        (so floats hold it exactly).  Reads min/max only: no copy of the series."""
+        if self.count or len(xs) == 0:
+            return False
+        low, high = float(xs.min()), float(xs.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return False
+        return max(abs(low), abs(high)) * self.RESOLUTION * self.period < 2.0**52
+
+    def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64]:
         """Bit-identical to ``update``: the same rounding to 1e-8 (``rint`` and
-        ``round`` both round half to even), window sums as exact int64 differences of
-        a running sum (a wrapped running sum still gives exact differences, as long as
-        each window sum fits), and one correctly rounded division of two floats that
-        hold those integers exactly -- which is what ``int / int`` computes.  None when
-        a window sum could reach 2**53 (floats would no longer hold it exactly)."""
+        ``round`` both round half to even), window sums as exact differences of an
+        int64 running sum, and one correctly rounded division of two floats that hold
+        those integers exactly -- which is what ``int / int`` computes.  Valid where
+        ``can_batch`` says so."""
         n = len(xs)
-        if self.count or n == 0 or not np.isfinite(xs).all():
-            return None
-        if n < self.period:
-            return np.full(n, math.nan)
-        scaled = np.rint(xs * self.RESOLUTION)
-        if float(np.abs(scaled).max()) * self.period >= 2.0**53:
-            return None
-        running = np.empty(n + 1, dtype=np.int64)
-        running[0] = 0
-        with np.errstate(over="ignore"):
-            np.cumsum(scaled.astype(np.int64), out=running[1:])
-            sums = running[self.period :] - running[: n + 1 - self.period]
         values = np.full(n, math.nan)
-        values[self.period - 1 :] = sums.astype(np.float64) / float(self.period * self.RESOLUTION)
+        if n < self.period:
+            return values
+        running = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.rint(xs * self.RESOLUTION).astype(np.int64), out=running[1:])
+        sums = running[self.period :] - running[: n + 1 - self.period]
+        values[self.period - 1 :] = sums / float(self.period * self.RESOLUTION)
         return values
 
 
