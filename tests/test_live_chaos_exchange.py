@@ -1,8 +1,14 @@
-"""Chaos on the exchange's side, bounded in time: the exchange process is killed with
-SIGKILL mid-session (no state file written; orders resting, a burst in flight) and
-restarted from its write-through command log.  After it: zero lost and zero duplicated
-orders, the journal's fills, positions and balances equal to the venue's, trading
-resumes; the recovery time (venue back → first allowed order) is measured and printed."""
+"""Chaos on the exchange's side, bounded in time.
+
+* The exchange process is killed with SIGKILL mid-session (no state file written;
+  orders resting, a burst in flight) and restarted from its write-through command log.
+  After it: zero lost and zero duplicated orders, the journal's fills, positions and
+  balances equal to the venue's, trading resumes; the recovery time (venue back → first
+  allowed order) is measured and printed.
+* The depth stream loses a message (the server's ``--test-controls`` depth gap): ccxt
+  sees the sequence gap, the session holds new risk (RECONCILING denials) until the book
+  is rebuilt from a new REST snapshot, then trading resumes on a book equal to the
+  venue's."""
 
 from __future__ import annotations
 
@@ -14,13 +20,21 @@ from typing import Any
 
 from bot4.core.enums import OrderSide, OrderType
 from bot4.core.events import OrderSubmitted
-from bot4.live.runner import LiveRunner
+from bot4.live.runner import LiveRunner, RunnerConfig
 from bot4.oms.journal import SqlJournal
 from bot4.oms.requests import OrderRequest
+from bot4.risk.denials import DenialReason, RiskDenied
+from bot4.server.process import ServerProcess
+from bot4.strategy.base import Strategy
+from bot4.venues.ccxt_config import Credentials, VenueConfig
 from tests.live_support import (
+    KEY,
+    SECRET,
     async_wait_until,
     check_journal_matches_venue,
     free_port,
+    no_stop_profile,
+    server_args,
     start_server,
     venue_account,
 )
@@ -137,3 +151,117 @@ def test_exchange_sigkill_mid_session_loses_and_doubles_nothing(tmp_path: Path) 
     assert result["summary"]["strategy_errors"] == []
     assert result["summary"]["alerts"] == []
     assert result["summary"]["trading_state"] == "ACTIVE"
+
+
+# -- the depth stream loses a message -------------------------------------------------------
+
+
+class Books(Strategy):
+    """Keeps the latest order book it was given (a copy: ccxt updates its own in place)."""
+
+    def on_start(self) -> None:
+        self.books: list[tuple[int, list[list[float]], list[list[float]]]] = []
+
+    def on_book(self, book: Any) -> None:
+        bids = [list(x[:2]) for x in book["bids"][:20]]
+        asks = [list(x[:2]) for x in book["asks"][:20]]
+        self.books.append((int(book["nonce"]), bids, asks))
+
+
+def _bid(runner: LiveRunner, frac: str) -> OrderRequest:
+    mark = Decimal(runner.risk.market.last_prices["BTCUSDT"]) / 10**9
+    price = str((mark * Decimal(frac)).quantize(Decimal("0.01")))
+    return OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.LIMIT, "0.001", price=price)
+
+
+def test_depth_sequence_gap_holds_orders_and_resyncs_from_a_snapshot(tmp_path: Path) -> None:
+    import aiohttp
+    import ccxt.async_support as ccxt_async
+
+    from bot4.server.process import ccxt_options, point_ccxt
+
+    srv = ServerProcess(server_args(None, "--test-controls", "--mm-interval-ms", "250")).start()
+    out: dict[str, Any] = {}
+
+    async def go() -> None:
+        cfg = RunnerConfig(
+            VenueConfig.local(srv.http, Credentials(KEY, SECRET)),
+            ["BTC/USDT"],
+            Books,
+            journal_url=f"sqlite:///{tmp_path / 'journal.db'}",
+            risk_profile=no_stop_profile(),
+            status=False,
+            seed=3,
+            books=True,
+        )
+        runner = LiveRunner(cfg)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(runner.run(stop))
+        rest = point_ccxt(ccxt_async.binance(ccxt_options(KEY, SECRET)), srv.port)
+        try:
+            await rest.load_markets()
+            assert await async_wait_until(
+                lambda: (
+                    hasattr(runner, "venue")
+                    and runner.venue.ready.is_set()
+                    and len(getattr(runner.strategy, "books", ())) >= 3
+                    and runner.risk.market.last_prices.get("BTCUSDT")
+                ),
+                15,
+            )
+            async with aiohttp.ClientSession() as http:
+                url = f"{srv.http}/bot4/test/depth-gap?symbol=BTCUSDT"
+                async with http.post(url) as resp:
+                    assert resp.status == 200, await resp.text()
+                    out["gap"] = await resp.json()
+                async with http.post(f"{srv.http}/bot4/test/depth-gap?symbol=BTCUSDT&count=x") as r:
+                    assert r.status == 400 and "count" in (await r.json())["msg"]
+            # ccxt sees the next diff start past its book: the session holds new risk
+            assert await async_wait_until(lambda: runner.risk.held, 10, step=0)  # every loop turn
+            try:
+                runner.risk.submit(_bid(runner, "0.98"))
+                raise AssertionError("an order passed during the resync")
+            except RiskDenied as exc:
+                out["denial"] = exc
+            assert await async_wait_until(lambda: runner.session.book_resyncs, 10)
+            assert not runner.risk.held
+            resync = runner.session.book_resyncs[0]
+            assert resync.nonce > out["gap"]["update_id"]
+            # the rebuilt book is the venue's: compare with REST depth at the same id
+            n_books = len(runner.strategy.books)
+            equal = False
+            for _ in range(40):
+                snap = await rest.fetch_order_book("BTC/USDT", 20)
+                ours = [b for b in runner.strategy.books[n_books - 1 :] if b[0] == snap["nonce"]]
+                if ours:
+                    assert ours[-1][1] == [list(x[:2]) for x in snap["bids"][:20]]
+                    assert ours[-1][2] == [list(x[:2]) for x in snap["asks"][:20]]
+                    equal = True
+                    break
+                await asyncio.sleep(0.02)
+            assert equal, "no book at the same update id as a REST snapshot"
+            # trading resumes
+            after = runner.risk.submit(_bid(runner, "0.98"))
+            runner.venue.kick()
+            assert await async_wait_until(lambda: after.status.value == "ACCEPTED", 10)
+            out["resync"] = resync
+            out["connections"] = len(runner.session.recoveries)
+        finally:
+            stop.set()
+            out["summary"] = await asyncio.wait_for(task, 30)
+            await rest.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(go(), 60))
+    finally:
+        srv.stop()
+        srv.close()
+    denial: RiskDenied = out["denial"]
+    assert denial.reason is DenialReason.RECONCILING and "book-resync BTCUSDT" in str(denial)
+    assert out["connections"] == 1  # a resync of the book, not a reconnect
+    print(
+        f"\ndepth gap at update id {out['gap']['update_id']}: new risk held "
+        f"{out['resync'].held_s * 1000:.0f} ms, book resynced at update id "
+        f"{out['resync'].nonce} from a REST snapshot"
+    )
+    assert out["summary"]["strategy_errors"] == [] and out["summary"]["alerts"] == []

@@ -119,7 +119,23 @@ class ExchangeServer:
             bars = self.bars
             for name, fn in (("step", bars.step), ("walk", bars.walk), ("close", bars.close)):
                 app.router.add_post(f"/bot4/bars/{name}", functools.partial(self._bars, fn))
+        if self.config.test_controls:
+            app.router.add_post("/bot4/test/depth-gap", self._depth_gap)
         return app
+
+    async def _depth_gap(self, request: web.Request) -> web.Response:
+        """Test control (not Binance, only with ``--test-controls``): lose the next diff
+        event(s) of a symbol's depth stream: ``?symbol=BTCUSDT&count=1``."""
+        q = request.query
+        try:
+            count_text = q.get("count", "1")
+            if not count_text.isdigit():
+                raise ValidationError("count", "must be an integer", count_text)
+            out = self.hub.gap(q.get("symbol", "").upper(), int(count_text))
+        except ValidationError as exc:
+            body = dumps({"code": -1100, "msg": str(exc)})
+            return web.Response(text=body, status=400, content_type="application/json")
+        return web.Response(text=dumps(out), content_type="application/json")
 
     async def _bars(self, fn: Callable[[], dict[str, Any]], request: web.Request) -> web.Response:
         """Test-peer control (not Binance): walk and/or publish the next recorded bar."""

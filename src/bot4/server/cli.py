@@ -42,6 +42,7 @@ _HELP = {
     "ban_after": "429 answers in a window before a 418 ban.",
     "ws_messages_per_second": "Incoming market-stream messages per connection per second.",
     "log_level": "Python log level.",
+    "test_controls": "Serve POST /bot4/test/* fault injection (tests only).",
 }
 
 
@@ -78,6 +79,7 @@ def exchange_command(
         int | None, typer.Option(help=_HELP["ws_messages_per_second"])
     ] = None,
     log_level: Annotated[str, typer.Option(help=_HELP["log_level"])] = "WARNING",
+    test_controls: Annotated[bool, typer.Option(help=_HELP["test_controls"])] = False,
 ) -> None:
     """Serve a Binance-compatible spot exchange (REST + websockets) on the simulator."""
     import logging
@@ -145,6 +147,7 @@ def exchange_command(
             state_path=state,
             autosave_seconds=autosave,
             state_sync=sync_policy(state_sync),
+            test_controls=test_controls,
             maker=maker,
             limits=limits,
         )

@@ -208,6 +208,7 @@ class ServerConfig:
     state_path: Path | None = None
     autosave_seconds: int = 60
     state_sync: str = "write"  # command log durability: "write" or "fsync" (command_log)
+    test_controls: bool = False  # POST /bot4/test/* (fault injection for tests)
     heartbeat_seconds: float = 20.0
     maker: MakerSpec = MakerSpec()
     limits: LimitSpec = LimitSpec()

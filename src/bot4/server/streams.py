@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
+from bot4.core.errors import ValidationError
 from bot4.server.exchange import Bbo, Exchange
 from bot4.server.formats import fmt_raw, ms
 from bot4.server.outbox import Outbox
@@ -71,6 +72,9 @@ class StreamHub:
         self.subs: dict[str, set[Subscriber]] = {}
         self.conns: set[Subscriber] = set()
         self.known = {s.lower(): s for s in ex.instruments}
+        # test control (``--test-controls``): diff events to swallow, per (symbol, speed)
+        self.drop_depth: dict[tuple[str, int], int] = {}
+        self.dropped_depth = 0
         ex.trade_sink = self.on_trade
         ex.bbo_sink = self.on_bbo
 
@@ -151,6 +155,10 @@ class StreamHub:
             if event is None:
                 continue
             first, last, bids, asks = event
+            if self.drop_depth.get((symbol, speed)):  # a lost message: the next one gaps
+                self.drop_depth[symbol, speed] -= 1
+                self.dropped_depth += 1
+                continue
             low = symbol.lower()
             payload = {
                 "e": "depthUpdate",
@@ -163,6 +171,18 @@ class StreamHub:
             }
             for name in names:
                 self.publish(f"{low}@{name}", payload)
+
+    def gap(self, symbol: str, count: int = 1) -> dict[str, Any]:
+        """Test control: swallow the next ``count`` diff events of ``symbol`` on every
+        speed, as a lossy feed would.  Update ids run on, so the next event a client
+        gets starts past its book's update id + 1: a sequence gap."""
+        if symbol not in self.ex.depth:
+            raise ValidationError("symbol", "not a served symbol", symbol)
+        if not 1 <= count <= 100:
+            raise ValidationError("count", "must be 1..100", count)
+        for speed in range(len(self.ex.depth[symbol].windows)):
+            self.drop_depth[symbol, speed] = self.drop_depth.get((symbol, speed), 0) + count
+        return {"symbol": symbol, "update_id": self.ex.depth[symbol].update_id, "drop": count}
 
     async def run_depth_timer(self, speed: int, period: float) -> None:
         while True:

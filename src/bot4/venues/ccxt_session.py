@@ -47,6 +47,7 @@ log = logging.getLogger("bot4.venues.session")
 
 HOLD_DOWN = "venue-down"
 HOLD_RECONCILING = "reconciling"
+HOLD_BOOK = "book-resync"  # + " <symbol>"
 _ERRORS = (ccxt.BaseError, OSError, CircuitOpen, RateLimited)
 TickHandler = Callable[[str, Decimal, int], None]  # (bot4 symbol, price, ts ns)
 BookHandler = Callable[[str, Any], None]  # (bot4 symbol, ccxt order book)
@@ -71,6 +72,20 @@ class Recovery:
     def recovery_s(self) -> float:
         """From the venue answering again to new orders allowed."""
         return (self.ready_ns - self.back_ns) / 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class BookResync:
+    """An order-book sequence gap and its repair: new risk was held in between."""
+
+    symbol: str
+    gap_ns: int  # ccxt refused a diff (its U did not follow the book's nonce)
+    synced_ns: int  # the first book from the new snapshot: the hold is released
+    nonce: int  # that book's update id
+
+    @property
+    def held_s(self) -> float:
+        return (self.synced_ns - self.gap_ns) / 1e9
 
 
 class VenueSession:
@@ -100,6 +115,9 @@ class VenueSession:
         self.on_book = on_book
         self.state = SessionState.DOWN
         self.recoveries: list[Recovery] = []
+        self.book_resyncs: list[BookResync] = []
+        self.book_resync_timeout_s = 5.0  # a resync slower than this: reconnect everything
+        self._resyncing: dict[str, int] = {}  # symbol -> when the gap was seen
         self.last_tick_ns: dict[str, int] = {}
         # the venue's balances as pushed by the user stream (free, locked); see _balance_once
         self.venue_balances: dict[str, tuple[Decimal, Decimal]] = {}
@@ -265,6 +283,9 @@ class VenueSession:
         await asyncio.sleep(0.05)  # let the subscriptions go out before the snapshot
 
     async def _stop_streams(self) -> None:
+        for symbol in self._resyncing:  # the reconnect's own holds take over
+            self.venue.risk.release(f"{HOLD_BOOK} {symbol}")
+        self._resyncing.clear()
         streams, self._streams = self._streams, []
         for task in streams:
             task.cancel()
@@ -362,9 +383,33 @@ class VenueSession:
 
     async def _book_once(self, symbol: str) -> None:
         """One order-book update.  ccxt keeps the book from a REST snapshot plus the
-        diff stream; on a sequence gap it raises ``ChecksumError`` and drops the book,
-        and the next call here starts again from a fresh snapshot (``_stream``)."""
-        book = await self.venue.ex.watch_order_book(self.venue.ccxt_of[symbol])
+        diff stream; on a sequence gap (a diff whose ``U`` is not the book's update id
+        + 1) it raises ``ChecksumError`` and drops the book, and the next call here
+        subscribes again and starts from a fresh snapshot (``_stream``).  Between the
+        two, the book bot4 would trade on is wrong: new risk is held (the risk engine
+        denies with RECONCILING) until the first book of the new snapshot arrives; a
+        resync slower than ``book_resync_timeout_s`` counts as a lost connection."""
+        venue = self.venue
+        since = self._resyncing.get(symbol)
+        watch = venue.ex.watch_order_book(venue.ccxt_of[symbol])
+        try:
+            if since is None:
+                book = await watch
+            else:
+                book = await asyncio.wait_for(watch, self.book_resync_timeout_s)
+        except ccxt.ChecksumError as exc:
+            if since is None:
+                self._resyncing[symbol] = venue.clock.now_ns()
+                venue.risk.hold(f"{HOLD_BOOK} {symbol}")
+                log.warning("order book %s: sequence gap, resyncing (%s)", symbol, exc)
+            raise
+        if since is not None:
+            del self._resyncing[symbol]
+            venue.risk.release(f"{HOLD_BOOK} {symbol}")
+            now = venue.clock.now_ns()
+            nonce = int(book.get("nonce") or 0)
+            self.book_resyncs.append(BookResync(symbol, since, now, nonce))
+            log.info("order book %s: resynced in %.3f s", symbol, (now - since) / 1e9)
         if self.on_book is not None:
             self.on_book(symbol, book)
 
