@@ -25,7 +25,8 @@ from bot4.sim.errors import BinanceError
 from bot4.sim.fees import FeeSchedule
 from bot4.sim.l3_feed import BitfinexL3Feed, to_raw_exact
 from bot4.sim.matching import MatchingEngine, PyMatchingEngine
-from bot4.sim.matching_checks import audit, walk
+from bot4.sim.matching_checks import PySymbolState, SymbolState, audit, walk
+from bot4.sim.matching_core import AccountState, PyAccountState
 from bot4.sim.matching_types import NewOrder, PySimOrder, SelfTradePrevention, SimOrder
 from tests.conftest import T0, btcusdt
 from tests.test_sim_l3_feed import bitfinex_messages
@@ -47,6 +48,17 @@ def test_the_compiled_helpers_are_built_and_in_use() -> None:
     assert match is not None, "bot4.sim._fastmatch is not built: run pip install -e ."
     assert SimOrder is match.SimOrder and SimOrder is not PySimOrder
     assert MatchingEngine is not PyMatchingEngine and issubclass(MatchingEngine, match.FastEngine)
+    assert SymbolState is not PySymbolState and issubclass(SymbolState, match.SymbolCore)
+    assert AccountState is match.AccountCore
+    engine, pure = MatchingEngine([btcusdt()]), PyMatchingEngine([btcusdt()])
+    engine.deposit("A", "USDT", 1)
+    pure.deposit("A", "USDT", 1)
+    assert (
+        type(engine.symbols["BTCUSDT"]) is SymbolState
+        and type(engine.accounts["A"]) is AccountState
+    )
+    assert type(pure.symbols["BTCUSDT"]) is PySymbolState
+    assert type(pure.accounts["A"]) is PyAccountState
 
 
 # -- the book -----------------------------------------------------------------------------
@@ -348,3 +360,64 @@ def test_the_compiled_engine_takes_its_fast_path() -> None:
         assert counting.slow == len(other)
     assert _engine_state(fast) == _engine_state(pure)
     assert len(fast.trades) == 2
+
+
+def test_market_buy_cost_counts_hidden_iceberg_quantity() -> None:
+    """The fast path prices a market buy itself (``walk``'s no-STP case, in C): its
+    funds check must count an iceberg's hidden quantity as ``walk`` does, so one buy
+    that only the visible slices would make affordable is refused by both engines."""
+    fast, pure, _, _ = _engine_pair(_flat_fees)
+    price, slice_ = to_raw("60000", "p"), to_raw("0.05", "q")
+    for e in (fast, pure):
+        e.deposit("D", "USDT", money_to_raw("5000", "m"))
+        e.submit(NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, slice_ * 8, price,
+                          display_qty_raw=slice_))  # fmt: skip
+        e.submit(NewOrder("B", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, slice_, price * 2))
+    costly = NewOrder("D", "BTCUSDT", OrderSide.BUY, OrderType.MARKET, slice_ * 2)  # 6,000 USDT
+    affordable = NewOrder("D", "BTCUSDT", OrderSide.BUY, OrderType.MARKET, slice_ * 3 // 2)
+    with _Counting() as counting:
+        refused = _outcome(lambda: fast.submit(costly))
+        assert refused == _outcome(lambda: pure.submit(costly))
+        assert isinstance(refused, tuple) and refused[0] == -2010
+        slow = counting.slow
+        assert _outcome(lambda: fast.submit(affordable)) == _outcome(
+            lambda: pure.submit(affordable)
+        )
+        assert counting.slow == slow  # accepted on the fast path
+    assert _engine_state(fast) == _engine_state(pure)
+
+
+class _StepClock:
+    """Not a ``TestClock``: the compiled engine must call ``now_ns`` (it reads a
+    ``TestClock``'s slot directly)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def now_ns(self) -> int:
+        self.calls += 1
+        return T0 + self.calls * 1_000
+
+
+def test_compiled_engine_with_another_clock_equals_the_pure_engine() -> None:
+    clocks = _StepClock(), _StepClock()
+    fast = MatchingEngine([btcusdt()], _flat_fees(), clocks[0])
+    pure = PyMatchingEngine([btcusdt()], _flat_fees(), clocks[1])
+    price, qty = to_raw("60000", "p"), to_raw("0.01", "q")
+    for e in (fast, pure):
+        for acc in "AB":
+            e.deposit(acc, "USDT", money_to_raw("30000", "m"))
+            e.deposit(acc, "BTC", money_to_raw("0.5", "m"))
+    requests = [
+        NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty * 2, price),
+        NewOrder("B", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, qty, price),
+        NewOrder("B", "BTCUSDT", OrderSide.BUY, OrderType.MARKET, qty),
+    ]
+    for req in requests:
+        assert fast.submit(req) == pure.submit(req)
+    resting = fast.submit(NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty, price))
+    pure.submit(NewOrder("A", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, qty, price))
+    oid = resting[0].order_id
+    assert fast.cancel("A", "BTCUSDT", oid) == pure.cancel("A", "BTCUSDT", oid)
+    assert clocks[0].calls == clocks[1].calls == 5
+    assert _engine_state(fast) == _engine_state(pure)

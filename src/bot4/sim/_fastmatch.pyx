@@ -22,7 +22,7 @@ cimport cython
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.object cimport PyTypeObject
-from cpython.ref cimport PyObject, Py_INCREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 
 from bot4.sim._fastbook cimport BookCore
@@ -31,9 +31,16 @@ from bot4.sim._fastbook cimport BookCore
 cdef extern from "Python.h":
     object PyType_GenericAlloc(PyTypeObject* cls, Py_ssize_t nitems)
     void PyObject_GC_UnTrack(object obj)
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
 
+from bot4.core.clock import TestClock as _TestClock
 from bot4.core.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
 from bot4.core.numbers import SCALE as _SCALE_OBJ
+from bot4.oms.account import Account as _Account
+from bot4.oms.account import Balance as _Balance
 from bot4.sim.fees import DAY_NS as _DAY_NS_OBJ
 from bot4.sim.fees import FeeSchedule as _FeeSchedule
 from bot4.sim.matching_types import (
@@ -88,6 +95,73 @@ def bind(slow_submit: object, slow_cancel: object, walk: object) -> None:
     _slow_submit, _slow_cancel, _walk = slow_submit, slow_cancel, walk
 
 
+# -- slots of other modules' classes, read and written in C ---------------------------------
+# ``Balance.free``/``locked``, ``Account.balances`` and ``TestClock._now`` are ``__slots__``
+# members: a pointer at a fixed offset in the object, which Python's own member
+# descriptor reads and writes.  Where an object's type is exactly that class (checked at
+# every use; anything else goes through ``getattr``/``setattr`` or the method), the fast
+# path reads the pointer itself instead of an attribute lookup (type, MRO, descriptor)
+# -- the same value, at a fraction of the cost.  The offsets come from the descriptors.
+cdef Py_ssize_t _slot_offset(type cls, str name) except -1:
+    descr = cls.__dict__[name]
+    if type(descr).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a __slots__ member")
+    return (<PyMemberDescrObject*>descr).d_member.offset
+
+
+cdef Py_ssize_t _FREE = _slot_offset(_Balance, "free")
+cdef Py_ssize_t _LOCKED = _slot_offset(_Balance, "locked")
+cdef Py_ssize_t _BALANCES = _slot_offset(_Account, "balances")
+cdef Py_ssize_t _NOW = _slot_offset(_TestClock, "_now")
+cdef Py_ssize_t _FEE_CACHE = _slot_offset(_FeeSchedule, "_cache")
+cdef Py_ssize_t _FEE_UNIT = _slot_offset(_FeeSchedule, "unit")
+cdef Py_ssize_t _FEE_VOLUME = _slot_offset(_FeeSchedule, "_volume")
+cdef Py_ssize_t _FEE_VOLUME_RATES = _slot_offset(_FeeSchedule, "volume_rates")
+
+
+cdef inline object _slot_get(object obj, Py_ssize_t offset):
+    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+    if value == NULL:
+        raise AttributeError(f"unset slot of {type(obj).__name__}")
+    return <object>value
+
+
+cdef inline void _slot_set(object obj, Py_ssize_t offset, object value):
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
+    cdef PyObject* old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject*>value
+    Py_XDECREF(old)
+
+
+cdef inline object _free(object bal):
+    """``bal.free``."""
+    if type(bal) is _Balance:
+        return _slot_get(bal, _FREE)
+    return bal.free
+
+
+cdef inline void _move(object bal, object d_free, object d_locked) except *:
+    """``bal.free += d_free; bal.locked += d_locked`` (a zero leaves the field as is)."""
+    if type(bal) is _Balance:
+        if d_free:
+            _slot_set(bal, _FREE, _slot_get(bal, _FREE) + d_free)
+        if d_locked:
+            _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + d_locked)
+    else:
+        if d_free:
+            bal.free = bal.free + d_free
+        if d_locked:
+            bal.locked = bal.locked + d_locked
+
+
+cdef inline object _now(object clock):
+    """``clock.now_ns()``; a ``TestClock``'s time read from its slot."""
+    if type(clock) is _TestClock:
+        return _slot_get(clock, _NOW)
+    return clock.now_ns()
+
+
 cdef inline tuple _alloc_tuple(object cls, Py_ssize_t n):
     """An empty instance of a named-tuple class (a tuple subclass without a dict),
     filled in place with ``_set``: ``tuple.__new__`` would build and copy a tuple.
@@ -108,6 +182,7 @@ cdef inline void _set(tuple t, Py_ssize_t i, object value):
 
 
 @cython.no_gc
+@cython.freelist(64)
 cdef class SimOrder:
     """The engine's record of one order, as a C struct; the same fields, constructor
     and methods as ``bot4.sim.matching_types.PySimOrder`` (see there).
@@ -174,21 +249,82 @@ cdef class SimOrder:
         )
 
 
-cdef class _Filters:
-    """A symbol's filters and assets, copied once from its ``SymbolState`` (they come
-    from the immutable ``Instrument``): read as C fields instead of attributes."""
+cdef class SymbolCore:
+    """The fields of ``bot4.sim.matching_checks.SymbolState`` as a C struct (the
+    compiled engine's ``SymbolState`` is ``class SymbolState(SymbolCore, SymbolChecks)``):
+    the fast path reads them as C fields instead of attributes.  The filters come from
+    the immutable ``Instrument`` and are read-only here."""
 
-    cdef object st, tick, step, min_qty, max_qty, min_notional, max_notional
-    cdef object up_n, up_d, down_n, down_d, base, quote, symbol
+    cdef readonly object inst, symbol, base, quote, book
+    cdef readonly object tick, step, min_qty, max_qty, min_notional, max_notional
+    cdef readonly tuple pct_up, pct_down
+    cdef public object last_price, trade_seq
+    cdef public list stops_up, stops_down
+    cdef object up_n, up_d, down_n, down_d
 
-    def __init__(self, st):
-        self.st = st
-        self.tick, self.step = st.tick, st.step
-        self.min_qty, self.max_qty = st.min_qty, st.max_qty
-        self.min_notional, self.max_notional = st.min_notional, st.max_notional
-        self.up_n, self.up_d = st.pct_up
-        self.down_n, self.down_d = st.pct_down
-        self.base, self.quote, self.symbol = st.base, st.quote, st.symbol
+    def __init__(self, inst, book_class=None):
+        if book_class is None:
+            from bot4.sim.book import OrderBook as book_class
+        self.inst = inst
+        self.symbol = inst.symbol
+        self.base = inst.base
+        self.quote = inst.quote
+        self.book = book_class(inst.symbol)
+        self.last_price = 0
+        self.trade_seq = 0
+        self.stops_up = []
+        self.stops_down = []
+        self.tick = inst.tick_raw
+        self.step = inst.step_raw
+        self.min_qty = inst.min_qty_raw
+        self.max_qty = inst.max_qty_raw
+        self.min_notional = inst.min_notional_raw
+        self.max_notional = inst.max_notional_raw
+        self.pct_up = inst.percent_up.as_integer_ratio()
+        self.pct_down = inst.percent_down.as_integer_ratio()
+        self.up_n, self.up_d = self.pct_up
+        self.down_n, self.down_d = self.pct_down
+
+
+cdef class AccountCore:
+    """``bot4.sim.matching_core.PyAccountState`` as a C struct: one account's balances
+    (``account``, an ``oms.account.Account``), its open orders by client order id, its
+    STP default and its (base, quote) ``Balance`` pair per symbol."""
+
+    cdef public object account, stp
+    cdef public dict open, balances
+
+    def __init__(self, stp):
+        self.account = _Account()
+        self.open = {}
+        self.stp = stp
+        self.balances = {}
+
+
+cdef object _market_buy_cost(BookCore book, object qty):
+    """``walk(st, True, 0, qty, account, NONE, 0)[1]``: what a market buy of ``qty``
+    costs against the asks as they stand (no self-trade prevention, no budget: the
+    only case the fast path takes), hidden iceberg quantity included."""
+    cdef list keys = book.ask_keys
+    cdef dict levels = book.asks
+    cdef Py_ssize_t i
+    cdef list rec
+    rem = qty
+    cost = 0
+    for i in range(PyList_GET_SIZE(keys) - 1, -1, -1):
+        price = -(<object>PyList_GET_ITEM(keys, i))
+        avail = 0
+        for r in (<list>levels[price])[2]:
+            rec = <list>r
+            avail = avail + rec[0]  # dead records hold 0
+            if avail >= rem:
+                break
+        take = rem if rem < avail else avail
+        cost = cost + take * price
+        rem = rem - take
+        if not rem:
+            break
+    return cost
 
 
 cdef inline bint _is_open(object status):
@@ -212,18 +348,6 @@ cdef class FastEngine:
     cdef public list trades
     cdef public object fees, clock, default_stp, iceberg_parts, _next_id, _seq
     cdef public bint retain_closed, record_trades
-    cdef dict _filters  # symbol -> _Filters
-
-    cdef _Filters _filters_of(self, object symbol, object st):
-        cdef PyObject* found
-        if self._filters is None:
-            self._filters = {}
-        found = PyDict_GetItem(self._filters, symbol)
-        if found != NULL and (<_Filters>found).st is st:
-            return <_Filters>found
-        f = _Filters(st)
-        self._filters[symbol] = f
-        return f
 
     # -- the commands ----------------------------------------------------------------------
     def submit(self, req):
@@ -231,19 +355,21 @@ cdef class FastEngine:
         cdef tuple r
         cdef PyObject* found
         cdef bint is_buy, priced
+        cdef SymbolCore st
+        cdef AccountCore acct
         if type(req) is not _NewOrder:
             return _slow_submit(self, req)
         r = <tuple>req
         account, symbol, side, otype, qty, price, trig, tif, post_only, display, cid, stp, \
             quote_qty = r
         found = PyDict_GetItem(self.symbols, symbol)
-        if found == NULL:
+        if found == NULL or not isinstance(<object>found, SymbolCore):
             return _slow_submit(self, req)
-        st = <object>found
+        st = <SymbolCore>found
         found = PyDict_GetItem(self.accounts, account)
-        if found == NULL:
+        if found == NULL or not isinstance(<object>found, AccountCore):
             return _slow_submit(self, req)
-        acct = <object>found
+        acct = <AccountCore>found
         book = st.book
         if trig or display or quote_qty or post_only or not isinstance(book, BookCore):
             return _slow_submit(self, req)
@@ -276,7 +402,7 @@ cdef class FastEngine:
             return _slow_submit(self, req)
 
         # -- filters, as matching_checks.validate writes them out
-        cdef _Filters f = self._filters_of(symbol, st)
+        f = st
         last = st.last_price
         if priced and price % f.tick:
             return _slow_submit(self, req)
@@ -293,21 +419,23 @@ cdef class FastEngine:
                 return _slow_submit(self, req)
 
         # -- funds
-        balances = acct.account.balances
+        account_obj = acct.account
+        balances = _slot_get(account_obj, _BALANCES) if type(account_obj) is _Account \
+            else account_obj.balances
         if is_buy:
             if priced:
                 need, unit = price * qty, price
             else:
-                need, unit = _walk(st, True, 0, qty, account, stp, 0)[1], 0
+                need, unit = _market_buy_cost(<BookCore>book, qty), 0
             bal = balances.get(f.quote)
         else:
             need, unit = qty * SCALE, SCALE
             bal = balances.get(f.base)
-        if need > (bal.free if bal is not None else 0):
+        if need > (_free(bal) if bal is not None else 0):
             return _slow_submit(self, req)
 
         # -- accepted: as PyMatchingEngine.submit
-        now = self.clock.now_ns()
+        now = _now(self.clock)
         oid = self._next_id
         self._next_id = oid + 1
         if not cid:
@@ -351,8 +479,7 @@ cdef class FastEngine:
         if unit:
             lock = qty * unit
             bal = quote_bal if is_buy else base_bal
-            bal.free -= lock
-            bal.locked += lock
+            _move(bal, -lock, lock)
             o.locked_money = lock
         open_of[cid] = o
         PyDict_SetItem(self.open_orders, oid, o)
@@ -371,12 +498,14 @@ cdef class FastEngine:
         the rest (client ids, parked stops, every refusal) there."""
         cdef PyObject* found
         cdef SimOrder o
+        cdef SymbolCore st
         if order_id is None or client_order_id:
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         found = PyDict_GetItem(self.symbols, symbol)
-        if found == NULL or PyDict_GetItem(self.accounts, account) == NULL:
+        if (found == NULL or not isinstance(<object>found, SymbolCore)
+                or PyDict_GetItem(self.accounts, account) == NULL):
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
-        st = <object>found
+        st = <SymbolCore>found
         found = PyDict_GetItem(self.open_orders, order_id)
         if found == NULL or type(<object>found) is not SimOrder:
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
@@ -385,7 +514,7 @@ cdef class FastEngine:
         if (not o.working or o.account != account or o.symbol != symbol
                 or not isinstance(book, BookCore)):
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
-        now = self.clock.now_ns()
+        now = _now(self.clock)
         (<BookCore>book)._remove(<list>(<BookCore>book).orders[o.order_id])
         self._release(o)
         o.status = _CANCELED
@@ -432,14 +561,16 @@ cdef class FastEngine:
     cdef void _release(self, SimOrder o) except *:
         money = o.locked_money
         if money:
-            bal = o.quote_bal if o.is_buy else o.base_bal
-            bal.locked -= money
-            bal.free += money
+            _move(o.quote_bal if o.is_buy else o.base_bal, money, -money)
             o.locked_money = 0
 
     cdef void _close(self, SimOrder o) except *:
         PyDict_DelItem(self.open_orders, o.order_id)
-        del self.accounts[o.account].open[o.client_order_id]
+        acct = self.accounts[o.account]
+        if isinstance(acct, AccountCore):
+            PyDict_DelItem((<AccountCore>acct).open, o.client_order_id)
+        else:
+            del acct.open[o.client_order_id]
 
     cdef void _finish(self, SimOrder o, object status, object now, list out) except *:
         self._release(o)
@@ -448,7 +579,7 @@ cdef class FastEngine:
         self._close(o)
         out.append(self._report(o, _EXPIRED_EXEC, now, 0, 0, -1, 0, "", None))
 
-    cdef void _execute(self, object st, BookCore book, SimOrder o, object now,
+    cdef void _execute(self, SymbolCore st, BookCore book, SimOrder o, object now,
                        list out) except *:
         cdef bint crosses
         cdef list keys
@@ -476,7 +607,7 @@ cdef class FastEngine:
         else:
             self._finish(o, _EXPIRED, now, out)
 
-    cdef void _take(self, object st, BookCore book, SimOrder o, object limit, object now,
+    cdef void _take(self, SymbolCore st, BookCore book, SimOrder o, object limit, object now,
                     list out) except *:
         """``MatchingCore._take`` for a taker without self-trade prevention."""
         cdef dict levels
@@ -531,7 +662,7 @@ cdef class FastEngine:
             if o.status is _IN_MATCH:
                 return
 
-    cdef void _trade(self, object st, SimOrder taker, SimOrder maker, object price,
+    cdef void _trade(self, SymbolCore st, SimOrder taker, SimOrder maker, object price,
                      object qty, object maker_left, object now, list out) except *:
         notional = price * qty
         base_money = qty * SCALE
@@ -562,68 +693,72 @@ cdef class FastEngine:
             _set(t, 10, taker.account)
             self.trades.append(t)
 
-    cdef void _settle(self, object fees, object st, SimOrder o, bint is_maker, object price,
+    cdef void _settle(self, object fees, SymbolCore st, SimOrder o, bint is_maker, object price,
                       object qty, object notional, object base_money, object day,
                       object maker_left, object tid, object now, list out) except *:
         """One side of ``MatchingCore._trade``: balances, locks, fee, order, report."""
         account = o.account
         cdef bint plain = type(fees) is _FeeSchedule
-        cache = None
+        cdef PyObject* found
+        cdef tuple rates
         if plain:  # FeeSchedule.rates' cache hit, inlined
-            cache = fees._cache
-            cached = cache.get(account)
-            if cached is not None and cached[0] == day:
-                rates = cached[1]
+            found = PyDict_GetItem(<dict>_slot_get(fees, _FEE_CACHE), account)
+            if found != NULL and (<tuple>found)[0] == day:
+                rates = <tuple>(<tuple>found)[1]
             else:
                 rates = fees.rates(account, day)
+            unit = _slot_get(fees, _FEE_UNIT)
         else:
             rates = fees.rates(account, day)
+            unit = fees.unit
         if is_maker:
             num, den = rates[0], rates[1]
         else:
             num, den = rates[2], rates[3]
-        unit = fees.unit
         qb = o.quote_bal
         bb = o.base_bal
         lock_unit = o.lock_unit
         if o.is_buy:
             if lock_unit:
                 release = qty * lock_unit
-                qb.locked -= release
                 o.locked_money = o.locked_money - release
-                qb.free += release - notional
+                _move(qb, release - notional, -release)
             else:
-                qb.free -= notional
+                _move(qb, -notional, 0)
             if num >= 0:
                 fee = _charge(base_money, num, den, unit)
                 fee_asset = st.base
-                bb.free += base_money - fee
+                _move(bb, base_money - fee, 0)
             else:
                 fee = _charge(notional, num, den, unit)
                 fee_asset = st.quote
-                bb.free += base_money
-                qb.free -= fee
+                _move(bb, base_money, 0)
+                _move(qb, -fee, 0)
         else:
             if lock_unit:
-                bb.locked -= base_money
                 o.locked_money = o.locked_money - base_money
+                _move(bb, 0, -base_money)
             else:
-                bb.free -= base_money
+                _move(bb, -base_money, 0)
             fee = _charge(notional, num, den, unit)
             fee_asset = st.quote
-            qb.free += notional - fee
+            _move(qb, notional - fee, 0)
         if fee:
             collected = self.fees_collected
-            collected[fee_asset] = collected.get(fee_asset, 0) + fee
-        if plain and fees.volume_rates is None:  # FeeSchedule.record, inlined
-            volume = fees._volume
-            days = volume.get(account)
-            if days is None:
-                days = volume[account] = {}
-            days[day] = days.get(day, 0) + notional
-            cached = cache.get(account)
-            if cached is not None and day < cached[0]:
-                del cache[account]
+            found = PyDict_GetItem(collected, fee_asset)
+            PyDict_SetItem(collected, fee_asset, fee if found == NULL else <object>found + fee)
+        if plain and _slot_get(fees, _FEE_VOLUME_RATES) is None:  # FeeSchedule.record
+            # inlined; its back-dating check cannot fire here: the rates lookup above
+            # left (day, rates) in the cache for this account
+            volume = <dict>_slot_get(fees, _FEE_VOLUME)
+            found = PyDict_GetItem(volume, account)
+            if found == NULL:
+                days = {}
+                PyDict_SetItem(volume, account, days)
+            else:
+                days = <dict>found
+            found = PyDict_GetItem(days, day)
+            PyDict_SetItem(days, day, notional if found == NULL else <object>found + notional)
         else:
             fees.record(account, st.quote, notional, day)
         o.executed = o.executed + qty

@@ -56,8 +56,8 @@ from bot4.sim.errors import (
     UnknownOrderError,
 )
 from bot4.sim.fees import FeeSchedule
-from bot4.sim.matching_checks import SymbolState, validate, walk
-from bot4.sim.matching_core import AccountState, MatchingCore
+from bot4.sim.matching_checks import PySymbolState, SymbolState, validate, walk
+from bot4.sim.matching_core import AccountState, MatchingCore, PyAccountState
 from bot4.sim.matching_types import (
     ExecType,
     ExecutionReport,
@@ -83,9 +83,11 @@ class PyMatchingEngine(MatchingCore):
     this class, or where the helpers are built, a subclass whose ``submit`` and
     ``cancel`` run the common requests in compiled code (``bot4.sim._fastmatch``)."""
 
-    # the book and order types this engine builds (the compiled engine: compiled ones)
+    # the types this engine builds (the compiled engine: the compiled ones)
     book_class: type[OrderBook] = PyOrderBook
     order_class: type[SimOrder] = PySimOrder
+    symbol_class: type[SymbolState] = PySymbolState
+    account_class: type[AccountState] = PyAccountState
 
     def __init__(
         self,
@@ -102,7 +104,7 @@ class PyMatchingEngine(MatchingCore):
         closed orders queryable (turn off for long benchmarks); ``record_trades``
         collects every Trade until ``drain_trades``."""
         self.symbols: dict[str, SymbolState] = {
-            i.symbol: SymbolState(i, self.book_class) for i in instruments
+            i.symbol: self.symbol_class(i, self.book_class) for i in instruments
         }
         self.fees = fees if fees is not None else FeeSchedule()
         self.clock: Clock = clock if clock is not None else TestClock(0)
@@ -128,7 +130,7 @@ class PyMatchingEngine(MatchingCore):
             if free + amount_money < 0:
                 raise InsufficientBalanceError()
         if state is None:
-            state = self.accounts[account] = AccountState(self.default_stp)
+            state = self.accounts[account] = self.account_class(self.default_stp)
         state.account.add_free(asset, amount_money)
 
     def account(self, account: str) -> Account:
@@ -393,6 +395,8 @@ def _compiled_engine() -> type[PyMatchingEngine] | None:
 
         book_class = OrderBook
         order_class = fast_order
+        symbol_class = SymbolState
+        account_class = AccountState
 
     MatchingEngine.__module__ = __name__
     MatchingEngine.__qualname__ = "MatchingEngine"

@@ -76,9 +76,45 @@ def _fail(check: Callable[[], None], rule: str) -> NoReturn:
     raise FilterFailure(rule)
 
 
-class SymbolState:
+class SymbolChecks:
+    """The filter checks of ``SymbolState``, shared by the pure-Python state and the
+    compiled one (``bot4.sim._fastmatch.SymbolCore`` holds the same fields in C)."""
+
+    __slots__ = ()
+    inst: Instrument
+    tick: int
+    step: int
+    min_qty: int
+    max_qty: int
+    min_notional: int
+    max_notional: int
+    pct_up: tuple[int, int]
+    pct_down: tuple[int, int]
+
+    def check_price(self, price: int, field: str = "price") -> None:
+        if price % self.tick:
+            _fail(lambda: self.inst.check_price(price, field), "PRICE_FILTER")
+
+    def check_qty(self, qty: int, field: str = "quantity") -> None:
+        if qty % self.step or qty < self.min_qty or (self.max_qty and qty > self.max_qty):
+            _fail(lambda: self.inst.check_qty(qty, field), "LOT_SIZE")
+
+    def check_notional(self, price: int, qty: int) -> None:
+        notional = price * qty
+        if notional < self.min_notional or (self.max_notional and notional > self.max_notional):
+            _fail(lambda: self.inst.check_notional(price, qty), "NOTIONAL")
+
+    def check_percent(self, price: int, reference: int) -> None:
+        up_n, up_d = self.pct_up
+        down_n, down_d = self.pct_down
+        if price * up_d > reference * up_n or price * down_d < reference * down_n:
+            _fail(lambda: self.inst.check_percent_price(price, reference), "PERCENT_PRICE")
+
+
+class PySymbolState(SymbolChecks):
     """One symbol in the engine: its book, last price, parked stops and its filters
-    as plain ints (percent bands as exact fractions)."""
+    as plain ints (percent bands as exact fractions).  ``SymbolState`` is this class,
+    or where it is built, its compiled twin (fields in C, the same checks)."""
 
     __slots__ = (
         "base",
@@ -119,24 +155,29 @@ class SymbolState:
         self.pct_up = inst.percent_up.as_integer_ratio()
         self.pct_down = inst.percent_down.as_integer_ratio()
 
-    def check_price(self, price: int, field: str = "price") -> None:
-        if price % self.tick:
-            _fail(lambda: self.inst.check_price(price, field), "PRICE_FILTER")
 
-    def check_qty(self, qty: int, field: str = "quantity") -> None:
-        if qty % self.step or qty < self.min_qty or (self.max_qty and qty > self.max_qty):
-            _fail(lambda: self.inst.check_qty(qty, field), "LOT_SIZE")
+def _compiled_symbol_state() -> type[PySymbolState] | None:
+    """``SymbolState`` with its fields in C, or None where ``_fastmatch`` is not built
+    (or ``BOT4_PURE_SIM`` is set)."""
+    from bot4.sim._compiled import compiled
 
-    def check_notional(self, price: int, qty: int) -> None:
-        notional = price * qty
-        if notional < self.min_notional or (self.max_notional and notional > self.max_notional):
-            _fail(lambda: self.inst.check_notional(price, qty), "NOTIONAL")
+    fast = compiled("_fastmatch")
+    if fast is None:
+        return None
 
-    def check_percent(self, price: int, reference: int) -> None:
-        up_n, up_d = self.pct_up
-        down_n, down_d = self.pct_down
-        if price * up_d > reference * up_n or price * down_d < reference * down_n:
-            _fail(lambda: self.inst.check_percent_price(price, reference), "PERCENT_PRICE")
+    class SymbolState(fast.SymbolCore, SymbolChecks):  # type: ignore[misc,name-defined]
+        """One symbol in the engine (see ``PySymbolState``), fields in C."""
+
+        __slots__ = ()
+
+    SymbolState.__module__ = __name__
+    return SymbolState
+
+
+if TYPE_CHECKING:
+    SymbolState = PySymbolState
+else:
+    SymbolState = _compiled_symbol_state() or PySymbolState
 
 
 def fires_up(order_type: OrderType, is_buy: bool) -> bool:

@@ -13,7 +13,7 @@ and ``_trade`` (without self-trade prevention): change both together (docs/sim.m
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bot4.core.enums import LiquiditySide, TimeInForce
 from bot4.core.numbers import SCALE
@@ -51,8 +51,10 @@ _TAKER: Final = LiquiditySide.TAKER
 _new_tuple = tuple.__new__
 
 
-class AccountState:
-    """One account: its balances, its open orders by client order id, its STP default."""
+class PyAccountState:
+    """One account: its balances, its open orders by client order id, its STP default.
+    ``AccountState`` is this class, or where it is built, its compiled twin
+    (``bot4.sim._fastmatch.AccountCore``: the same fields in C)."""
 
     __slots__ = ("account", "balances", "open", "stp")
 
@@ -61,6 +63,19 @@ class AccountState:
         self.open: dict[str, SimOrder] = {}
         self.stp = stp
         self.balances: dict[str, tuple[Balance, Balance]] = {}  # symbol -> (base, quote)
+
+
+def _compiled_account_state() -> type[PyAccountState] | None:
+    from bot4.sim._compiled import compiled
+
+    fast = compiled("_fastmatch")
+    return None if fast is None else fast.AccountCore
+
+
+if TYPE_CHECKING:
+    AccountState = PyAccountState
+else:
+    AccountState = _compiled_account_state() or PyAccountState
 
 
 class MatchingCore:
