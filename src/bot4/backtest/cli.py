@@ -8,13 +8,16 @@ import json
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bot4.core.errors import Bot4Error, ValidationError
+
+if TYPE_CHECKING:
+    from bot4.backtest.result import BacktestResult
 
 DEFAULT_STRATEGY = "bot4.examples.sma_cross:SmaCross"
 err_console = Console(stderr=True)
@@ -77,48 +80,129 @@ def backtest_command(
     journal: Annotated[
         Path | None, typer.Option(help="Journal every event to this SQLite file.")
     ] = None,
+    quotes: Annotated[
+        Path | None,
+        typer.Option(help="Tick data: a tardis quotes CSV merged with --data's trades."),
+    ] = None,
+    latency: Annotated[
+        str,
+        typer.Option(help='Tick data: order latency in ms, or "calibrated" (seeded).'),
+    ] = "0",
 ) -> None:
     """Backtest a strategy; prints a summary and the report's path (or JSON)."""
-    from bot4.backtest.engine import Backtest, normalize_symbol
-    from bot4.backtest.metrics import compute_metrics
-    from bot4.backtest.report import write_html_report
-    from bot4.data.bars import load_bars, synthetic_bars
+    from bot4.backtest.engine import normalize_symbol
+    from bot4.data.ticks import tick_file_kind
     from bot4.risk.profile import RiskProfile
 
     try:
         cls = load_strategy(strategy)
         params: dict[str, str] = parse_params(param or [])
         sym = normalize_symbol(symbol)
-        series = load_bars(data, sym) if data else synthetic_bars(bars, sym, seed=seed)
         profile = RiskProfile.load(risk_profile) if risk_profile else None
-        if journal is not None and journal.exists():
-            raise ValidationError(
-                "journal", "exists; a backtest writes a new journal", str(journal)
+        if data is not None and tick_file_kind(data) is not None:
+            paths = [data, *([quotes] if quotes else [])]
+            result = _tick_backtest(
+                cls, paths, params, cash, fee_bps, maker_fee_bps, latency, seed, profile
             )
-        bt = Backtest(
-            cls,
-            series,
-            params=params,
-            cash=cash,
-            fee_bps=Decimal(fee_bps),
-            maker_fee_bps=Decimal(maker_fee_bps) if maker_fee_bps else None,
-            risk_profile=profile,
-            journal_url=f"sqlite:///{journal.resolve()}" if journal else None,
-        )
-        with Progress(
-            TextColumn("[bold]backtest[/] {task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,}/{task.total:,} bars"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,
-        ) as progress:
-            task = progress.add_task(f"{cls.__name__} {sym}", total=len(series))
-            result = bt.run(lambda done, total: progress.update(task, completed=done))
+            sym = result.symbols[0]
+        else:
+            if quotes is not None:
+                raise ValidationError("quotes", "only with tick data in --data", str(quotes))
+            result = _bar_backtest(
+                cls, data, sym, params, cash, fee_bps, maker_fee_bps, bars, seed, profile, journal
+            )
     except (Bot4Error, OSError, ArithmeticError) as exc:
         err_console.print(f"[red]error[/]: {exc}")
         raise typer.Exit(2) from None
+    _report(result, sym, report, as_json, trades_csv)
+
+
+def _tick_backtest(
+    cls: type,
+    paths: list[Path],
+    params: dict[str, str],
+    cash: str,
+    fee_bps: str,
+    maker_fee_bps: str | None,
+    latency: str,
+    seed: int,
+    profile: object,
+) -> BacktestResult:
+    from bot4.backtest.ticks import TickBacktest
+    from bot4.data.ticks import load_tick_events
+    from bot4.risk.profile import RiskProfile
+
+    assert profile is None or isinstance(profile, RiskProfile)
+    if latency == "calibrated":
+        lat: int | str = "calibrated"
+    else:
+        try:
+            lat = int(Decimal(latency) * 1_000_000)
+        except ArithmeticError:
+            raise ValidationError("latency", 'milliseconds or "calibrated"', latency) from None
+    events = load_tick_events(paths, None)
+    return TickBacktest(
+        cls,
+        events,
+        params=params,
+        cash=cash,
+        fee_bps=Decimal(fee_bps),
+        maker_fee_bps=Decimal(maker_fee_bps) if maker_fee_bps else None,
+        latency=lat,
+        seed=seed,
+        risk_profile=profile,
+    ).run()
+
+
+def _bar_backtest(
+    cls: type,
+    data: Path | None,
+    sym: str,
+    params: dict[str, str],
+    cash: str,
+    fee_bps: str,
+    maker_fee_bps: str | None,
+    bars: int,
+    seed: int,
+    profile: object,
+    journal: Path | None,
+) -> BacktestResult:
+    from bot4.backtest.engine import Backtest
+    from bot4.data.bars import load_bars, synthetic_bars
+    from bot4.risk.profile import RiskProfile
+
+    assert profile is None or isinstance(profile, RiskProfile)
+    series = load_bars(data, sym) if data else synthetic_bars(bars, sym, seed=seed)
+    if journal is not None and journal.exists():
+        raise ValidationError("journal", "exists; a backtest writes a new journal", str(journal))
+    bt = Backtest(
+        cls,
+        series,
+        params=params,
+        cash=cash,
+        fee_bps=Decimal(fee_bps),
+        maker_fee_bps=Decimal(maker_fee_bps) if maker_fee_bps else None,
+        risk_profile=profile,
+        journal_url=f"sqlite:///{journal.resolve()}" if journal else None,
+    )
+    with Progress(
+        TextColumn("[bold]backtest[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} bars"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"{cls.__name__} {sym}", total=len(series))
+        return bt.run(lambda done, total: progress.update(task, completed=done))
+
+
+def _report(
+    result: BacktestResult, sym: str, report: Path | None, as_json: bool, trades_csv: Path | None
+) -> None:
+    from bot4.backtest.metrics import compute_metrics
+    from bot4.backtest.report import write_html_report
 
     metrics = compute_metrics(result)
     report_path = report
