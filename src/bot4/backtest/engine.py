@@ -38,6 +38,7 @@ from bot4.risk.profile import RiskProfile
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.indicators import Indicator
+from bot4.strategy.positions import position_changed
 
 CHUNK = 1 << 16
 
@@ -252,6 +253,7 @@ class Backtest:
         )
         self.state = state
         self.risk = risk
+        self.strategy = strategy
         return result
 
 
@@ -306,9 +308,11 @@ class _Recorder:
         self.trades: list[tuple[str, dict[str, Any], int, int]] = []  # (sym, trade, ts, pnl)
         self.entries = 0
         self._open: dict[str, dict[str, Any]] = {}
-        # Most strategies do not override on_order: then there is nothing to call.
+        # Most strategies do not override on_order/on_position: then nothing is called.
         overridden = type(strategy).on_order is not Strategy.on_order
         self._on_order: Callable[[Order], None] | None = strategy.on_order if overridden else None
+        self._on_position = type(strategy).on_position is not Strategy.on_position
+        self._last_qty: dict[str, int] = {}
 
     def on_event(self, event: Event) -> None:
         kind = event.kind
@@ -397,6 +401,11 @@ class _Recorder:
                         "realized_before": pos.realized_money,
                     }
         self.strategy.on_fill(order, ev)
+        if self._on_position:
+            before = self._last_qty.get(sym, 0)
+            if pos.qty_raw != before:
+                self._last_qty[sym] = pos.qty_raw
+                self.strategy.on_position(position_changed(pos, before, ev.ts_event))
 
     def _close(self, sym: str, t: dict[str, Any], ts: int, realized: int) -> None:
         del self._open[sym]

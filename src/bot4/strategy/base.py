@@ -36,6 +36,7 @@ from bot4.oms.requests import OrderRequest
 from bot4.risk.denials import RiskDenied
 from bot4.risk.engine import RiskEngine
 from bot4.strategy.indicators import EMA, RSI, SMA, Indicator
+from bot4.strategy.positions import PositionChanged
 
 Number = Decimal | int | float | str
 IndicatorT = TypeVar("IndicatorT", bound=Indicator)
@@ -110,6 +111,9 @@ class Strategy:
     def on_order(self, order: Order) -> None: ...
 
     def on_fill(self, order: Order, event: Event) -> None: ...
+
+    def on_position(self, change: PositionChanged) -> None:
+        """After a fill changed a position (opened, increased, reduced, closed, flipped)."""
 
     def on_denied(self, denial: RiskDenied) -> None: ...
 
