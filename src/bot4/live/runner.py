@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,24 @@ from bot4.venues.reconcile import Reconciler
 
 log = logging.getLogger("bot4.live")
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+GC_THRESHOLD0 = 20_000  # container allocations between young collections (CPython: 700)
+
+
+def tune_gc(threshold0: int = GC_THRESHOLD0) -> None:
+    """Take garbage collection out of the order path's tail.  Everything built at
+    start-up (markets, the journal's replay, ccxt, the imports) is moved to the
+    permanent generation (``gc.freeze``), so no later collection walks it again; and
+    young collections run every ``threshold0`` container allocations instead of 700.
+    Measured (``benchmarks/live_loop.py``): the tick-to-order p99 drops ~15-20 µs;
+    the cost is a rarer, longer young collection (p99.9) and garbage cycles that live a
+    little longer.  The order path makes few cycles: almost everything is freed by
+    reference counting, as before."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(threshold0, g1, g2)
 
 
 def journal_prefix(first_ts_ns: int) -> str:
@@ -95,6 +114,7 @@ class RunnerConfig:
     status: bool = True
     books: bool = False  # stream order books to Strategy.on_book (websockets only)
     control_path: str | None = None  # operator requests (default: next to a SQLite journal)
+    tune_gc: bool = True  # gc.freeze() after start-up, rarer young collections (tune_gc)
 
 
 class LiveRunner:
@@ -113,7 +133,7 @@ class LiveRunner:
         """Connect far enough to know the instruments, then wire everything."""
         cfg = self.cfg
         client = make_client(cfg.venue)
-        self.journal = SqlJournal(cfg.journal_url)
+        self.journal = SqlJournal(cfg.journal_url, write_ahead=True)
         events = list(self.journal.read())
         wanted = list(cfg.symbols)
         known = {s.replace("/", "").upper() for s in wanted}
@@ -136,7 +156,7 @@ class LiveRunner:
         cfg = self.cfg
         self.client = client
         if not hasattr(self, "journal"):
-            self.journal = SqlJournal(cfg.journal_url)
+            self.journal = SqlJournal(cfg.journal_url, write_ahead=True)
         self.instruments = instruments
         state = TradingState(instruments).replay(events) if events else None
         self.om = om = OrderManager(
@@ -177,6 +197,9 @@ class LiveRunner:
             risk, self.clock, instruments, default, self.venue.kick, self.set_timer
         )
         strategy._bind(self.ctx)
+        # a handler the strategy does not override is not called (on every order event)
+        self._calls_on_order = type(strategy).on_order is not Strategy.on_order
+        self._calls_on_fill = type(strategy).on_fill is not Strategy.on_fill
         om.listeners.append(self._on_event)
 
     # -- market data ----------------------------------------------------------------------
@@ -278,9 +301,10 @@ class LiveRunner:
         order = self.om.state.orders.get(cid)
         if order is None or not self.started_ns:
             return
-        if isinstance(event, OrderFilled):
+        if isinstance(event, OrderFilled) and self._calls_on_fill:
             self._guard(self.strategy.on_fill, order, event)
-        self._guard(self.strategy.on_order, order)
+        if self._calls_on_order:
+            self._guard(self.strategy.on_order, order)
         if kind == "OrderCanceled" and self.ctx.pending_close:
             for sym in list(self.ctx.pending_close):
                 self.ctx.pending_close.discard(sym)
@@ -321,6 +345,8 @@ class LiveRunner:
         if not self.venue.ready.is_set():
             raise Bot4Error("the venue did not become ready")
         self.started_ns = self.clock.now_ns()
+        if self.cfg.tune_gc:
+            tune_gc()
         self._guard(self.strategy.on_start)
         tasks.append(asyncio.ensure_future(self._bars()))
         tasks.append(asyncio.ensure_future(self._heartbeat()))
@@ -334,13 +360,14 @@ class LiveRunner:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self.om.failed is not None and not self.journal_failed:
+            failed = self.om.failed or self.journal.failed
+            if failed is not None and not self.journal_failed:
                 # Fail closed and stay up: the manager now refuses every command and the
                 # adapter has stopped sending, so nothing leaves that is not journaled;
                 # the process keeps the status line and the market data for the operator
                 # (the journal's file is the state: restart once it is writable again).
-                self.journal_failed = f"{self.om.failed!r}"[:200]
-                log.critical("journal failed (%s): trading stopped", self.om.failed)
+                self.journal_failed = f"{failed!r}"[:200]
+                log.critical("journal failed (%s): trading stopped", failed)
                 self.errors.append(f"journal failed: {self.journal_failed}")
                 self.venue.closed = True
             try:

@@ -10,15 +10,42 @@ every committed event and nothing half-written.  ``synchronous=NORMAL`` (the def
 here) survives a killed process; pass ``durable=True`` for FULL, which also survives
 power loss at the cost of an fsync per commit.  The same schema runs on PostgreSQL
 (``postgresql+psycopg://...``).
+
+Write-ahead file (``write_ahead=True``, SQLite files only; the live runner uses it).
+A SQLite commit costs ~20 µs at the median and 50-70 µs at the p99 on this machine, on
+the path of every order ("journaled before sent").  With a write-ahead file, an append
+is one ``os.write`` of the events as lines to ``<database>.bot4-wal`` (an ``O_APPEND``
+descriptor): when it returns, the events are in the kernel's page cache and survive the
+process being killed -- the durability class of SQLite WAL with ``synchronous=NORMAL``,
+i.e. not a power loss or a kernel crash (``durable=True`` adds an fsync per append).
+Ingestion into the SQL table runs off the order path: on the event loop every
+``flush_interval_s`` (a ``call_later`` scheduled by the first append after a flush),
+before every read of this journal, and at close; it inserts what the file holds and
+then empties the file.  Start-up recovery: whoever opens the journal and can take the
+file's lock ingests what a killed writer left (rows already in the table are skipped,
+a torn last line -- an append that never returned, so an order never sent -- is cut
+off).  The writer holds an exclusive ``flock`` on the file for its whole life, so a
+second writer is refused and a reader never ingests behind a live writer's back (its
+reads lag the writer by at most one flush interval).  A failed ingestion leaves the
+file as it is (a restart recovers it) and fails the journal closed: the next append
+raises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
+import fcntl
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+from json.encoder import encode_basestring_ascii
+from typing import Any, get_type_hints
 
 from sqlalchemy import (
     BigInteger,
@@ -41,6 +68,8 @@ from bot4.core.events import Event, event_from_record
 from bot4.core.instrument import Instrument
 from bot4.oms.state import TradingState
 
+log = logging.getLogger(__name__)
+
 metadata = MetaData()
 events_table = Table(
     "bot4_events",
@@ -59,6 +88,115 @@ events_table = Table(
 _RAW_INSERT = (
     "INSERT INTO bot4_events (seq, ts_event, ts_recv, kind, payload) VALUES (?, ?, ?, ?, ?)"
 )
+WAL_SUFFIX = ".bot4-wal"
+
+
+class JournalLocked(Exception):
+    """Another live process writes this journal (it holds the write-ahead file's lock)."""
+
+
+_HEADER_FIELDS = frozenset({"seq", "ts_event", "ts_recv"})
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_escape: Callable[[str], str] = encode_basestring_ascii
+
+
+def _json_value(value: Any) -> str:
+    """One payload value as ``to_payload`` + ``json.dumps`` would write it."""
+    if isinstance(value, Enum):
+        value = value.value
+    elif isinstance(value, tuple):
+        value = list(value)
+    return _encode(value)
+
+
+def _compile_payload(cls: type) -> Callable[[Any], str]:
+    """A function writing ``json.dumps(ev.to_payload(), separators=(",", ":"))`` for
+    events of ``cls`` as one f-string over the fields (each class once).  A field holds
+    what its annotation says almost always (int, bool, str); anything else goes through
+    the general encoder, so the text is exactly the general path's (tested)."""
+    hints = get_type_hints(cls)
+    parts = []
+    sep = "{"
+    members: dict[Any, str] = {}  # every enum member of the class's fields -> its JSON
+    for f in fields(cls):
+        if f.name in _HEADER_FIELDS:
+            continue
+        t, v = hints.get(f.name), f"ev.{f.name}"
+        if t is int:
+            expr = f"({v}.__repr__() if type({v}) is int else value({v}))"
+        elif t is bool:
+            expr = f"(T if {v} is True else F if {v} is False else value({v}))"
+        elif t is str:
+            expr = f"(escape({v}) if type({v}) is str else value({v}))"
+        elif isinstance(t, type) and issubclass(t, Enum):
+            members.update((m, _json_value(m)) for m in t)
+            expr = f"(members.get({v}) or value({v}))"
+        elif f.default == ():
+            expr = f"('[]' if {v} == () else value({v}))"
+        else:
+            expr = f"value({v})"
+        parts.append(repr(sep + _escape(f.name) + ":"))
+        parts.append(expr)
+        sep = ","
+    parts.append(repr("}" if sep == "," else "{}"))
+    src = "def payload(ev):\n    return ''.join((" + ", ".join(parts) + ",))\n"
+    scope: dict[str, Any] = {"value": _json_value, "escape": _escape, "members": members}
+    scope.update(T="true", F="false")
+    exec(src, scope)
+    fn: Callable[[Any], str] = scope["payload"]
+    return fn
+
+
+_PAYLOAD: dict[type, Callable[[Any], str]] = {}
+
+
+def payload_json(ev: Event) -> str:
+    """``json.dumps(ev.to_payload(), separators=(",", ":"))``, ~5x faster: on the order
+    path every order's events are written before it is sent."""
+    fn = _PAYLOAD.get(type(ev))
+    if fn is None:
+        fn = _PAYLOAD[type(ev)] = _compile_payload(type(ev))
+    return fn(ev)
+
+
+def _wal_event(ev: Event) -> str:
+    """seq, ts_event, ts_recv, kind, payload, tab-separated.  One line per append (the
+    events of one transaction, separated by US, 0x1f): JSON never holds a raw tab,
+    newline or control character, and a torn line loses a whole transaction, never
+    part of one."""
+    payload = payload_json(ev)
+    return f"{ev.seq}\t{ev.ts_event}\t{ev.ts_recv}\t{ev.kind}\t{payload}"
+
+
+def _wal_rows(fd: int, path: str) -> list[tuple[int, int, int, str, str]]:
+    """Every complete line of the file (from offset 0); a torn last line is cut off."""
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0) if size else b""
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - end)
+        os.ftruncate(fd, end)
+    rows = []
+    for line in data[:end].decode().split("\n")[:-1]:
+        for item in line.split("\x1f"):
+            seq, ts_event, ts_recv, kind, payload = item.split("\t", 4)
+            rows.append((int(seq), int(ts_event), int(ts_recv), kind, payload))
+    return rows
+
+
+def _lock(fd: int, wait_s: float) -> bool:
+    """Take the exclusive lock, waiting up to ``wait_s``; False if still held."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 class _Checkpointer:
@@ -120,15 +258,23 @@ def _sqlite_pragmas(durable: bool) -> Any:
 class SqlJournal:
     """Append-only event journal over SQLAlchemy (SQLite file or PostgreSQL URL)."""
 
-    def __init__(self, url: str = "sqlite:///bot4-journal.db", durable: bool = False) -> None:
+    def __init__(
+        self,
+        url: str = "sqlite:///bot4-journal.db",
+        durable: bool = False,
+        write_ahead: bool = False,
+        flush_interval_s: float = 0.05,
+        lock_wait_s: float = 10.0,
+    ) -> None:
         self.url = url
+        self.durable = durable
+        self.flush_interval_s = flush_interval_s
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas(durable))
         metadata.create_all(self.engine)
         self._conn = self.engine.connect()
         self._insert = insert(events_table)
-        self._last_seq = self._conn.execute(select(func.max(events_table.c.seq))).scalar() or 0
         self._conn.commit()
         # SQLite: appends go straight to the driver's connection (one cached prepared
         # INSERT, one commit), skipping SQLAlchemy's statement layer -- ~4x faster on
@@ -146,6 +292,117 @@ class SqlJournal:
                 # checkpoint costs milliseconds on whichever commit crosses the limit.
                 self._raw.execute("PRAGMA wal_autocheckpoint=0")
                 self._checkpointer = _Checkpointer(database)
+        self.wal_path: str | None = None
+        self._wal_fd: int | None = None
+        self._wal_pending = 0  # events in the file, not yet in the table
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self.failed: BaseException | None = None
+        self.flushes = 0
+        if self._raw is not None and self._checkpointer is not None:
+            self.wal_path = f"{self.engine.url.database}{WAL_SUFFIX}"
+            self._open_wal(write_ahead, lock_wait_s)
+        self._last_seq = self._max_seq()
+
+    # -- the write-ahead file ------------------------------------------------------------
+    def _max_seq(self) -> int:
+        seq = self._conn.execute(select(func.max(events_table.c.seq))).scalar() or 0
+        self._conn.commit()
+        return int(seq)
+
+    def _open_wal(self, write_ahead: bool, lock_wait_s: float) -> None:
+        """Recover what a killed writer left; keep the file (locked) if writing ahead."""
+        path = self.wal_path
+        assert path is not None
+        if not write_ahead and not os.path.exists(path):
+            return
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if not _lock(fd, lock_wait_s if write_ahead else 0.0):
+                if write_ahead:
+                    raise JournalLocked(f"{path}: another process writes this journal")
+                os.close(fd)  # a live writer: it ingests its own file
+                return
+            self._ingest(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if write_ahead:
+            self._wal_fd = fd
+        else:
+            os.close(fd)  # closing drops the lock
+
+    def _ingest(self, fd: int) -> int:
+        """Move the file's events into the table (one transaction), then empty it."""
+        rows = _wal_rows(fd, self.wal_path or "")
+        have = self._max_seq()
+        new = [r for r in rows if r[0] > have]
+        for i, r in enumerate(new):
+            if r[0] != have + 1 + i:
+                raise SequenceError(have + 1 + i, r[0])
+        if new:
+            raw = self._raw
+            try:
+                raw.executemany(_RAW_INSERT, new)
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+        os.ftruncate(fd, 0)
+        if self.durable:
+            os.fsync(fd)
+        self._wal_pending = 0
+        self.flushes += 1
+        return len(new)
+
+    def flush(self) -> int:
+        """Ingest the write-ahead file now (a no-op without one); the number of events."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        fd = self._wal_fd
+        if fd is None or not self._wal_pending or self.failed is not None:
+            return 0
+        try:
+            return self._ingest(fd)
+        except Exception as exc:
+            self.failed = exc  # the file keeps the events; the next append raises
+            log.critical("journal ingestion failed (events stay in %s): %r", self.wal_path, exc)
+            return 0
+
+    def _scheduled_flush(self) -> None:
+        self._flush_handle = None
+        self.flush()
+
+    def _append_ahead(self, evs: Iterable[Event]) -> None:
+        if self.failed is not None:
+            raise OSError(f"journal failed earlier: {self.failed!r}")
+        expected = self._last_seq + 1
+        lines = []
+        for ev in evs:
+            if ev.seq != expected:
+                raise SequenceError(expected, ev.seq)
+            lines.append(_wal_event(ev))
+            expected += 1
+        if not lines:
+            return
+        data = ("\x1f".join(lines) + "\n").encode()
+        fd = self._wal_fd
+        assert fd is not None
+        n = os.write(fd, data)
+        while n < len(data):  # a short write: rare, but the rest must follow
+            data = data[n:]
+            n = os.write(fd, data)
+        if self.durable:
+            os.fsync(fd)
+        self._wal_pending += len(lines)
+        self._last_seq = expected - 1
+        if self._flush_handle is None:
+            loop = asyncio._get_running_loop()
+            if loop is not None:
+                self._flush_handle = loop.call_later(self.flush_interval_s, self._scheduled_flush)
+            elif self._wal_pending >= 1000:  # no loop to flush on: bound the file
+                self.flush()
 
     @property
     def last_seq(self) -> int:
@@ -158,7 +415,7 @@ class SqlJournal:
             "ts_event": ev.ts_event,
             "ts_recv": ev.ts_recv,
             "kind": ev.kind,
-            "payload": json.dumps(ev.to_payload(), separators=(",", ":")),
+            "payload": payload_json(ev),
         }
 
     def append(self, ev: Event) -> None:
@@ -167,6 +424,9 @@ class SqlJournal:
 
     def append_many(self, evs: Iterable[Event]) -> None:
         """Persist events in one transaction (all or none); refuses a sequence gap."""
+        if self._wal_fd is not None:
+            self._append_ahead(evs)
+            return
         rows = []
         expected = self._last_seq + 1
         for ev in evs:
@@ -195,6 +455,7 @@ class SqlJournal:
     def records(self, from_seq: int = 1, page: int = 5000) -> Iterator[tuple[int, Event]]:
         """(row id, event) in write order, starting at ``from_seq``.  Reads in pages,
         each in its own short transaction, so an abandoned iterator holds nothing open."""
+        self.flush()
         last_id = -1
         while True:
             stmt = (
@@ -225,6 +486,7 @@ class SqlJournal:
 
         ``expected`` follows the highest seq seen so far: a late or repeated row is
         reported once, and does not make the rows after it look like a gap."""
+        self.flush()
         anomalies = []
         expected = 1
         stmt = select(events_table.c.id, events_table.c.seq).order_by(events_table.c.id)
@@ -236,6 +498,10 @@ class SqlJournal:
         return anomalies
 
     def close(self) -> None:
+        if self._wal_fd is not None:
+            self.flush()  # a failure leaves the file for the next start's recovery
+            os.close(self._wal_fd)  # and drops the lock
+            self._wal_fd = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
