@@ -370,3 +370,16 @@ def test_bracket_exits_relative_to_the_fill_price(om: OrderManager) -> None:
     assert err.value.field == "stop_loss_pct"
     with pytest.raises(ValidationError):
         om.submit_bracket(OrderRequest("BTCUSDT", BUY, MARKET, "1"), "49000", stop_loss_pct="1")
+
+
+@pytest.mark.parametrize("prefix", ["has space", "x" * 40])
+def test_a_bad_id_prefix_is_refused_before_anything_changes(prefix: str) -> None:
+    om = OrderManager([btcusdt()], clock=TestClock(T0), id_prefix=prefix)
+    om.deposit("USDT", "1000")
+    before = om.state.snapshot()
+    with pytest.raises(ValidationError) as info:
+        om.submit(
+            OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"), "100")
+        )
+    assert info.value.field in ("id_prefix", "client_order_id")
+    assert om.state.snapshot() == before and not om.outbox

@@ -116,6 +116,7 @@ class OrderManager:
         self.dedup = dedup if dedup is not None else BoundedTTLSet()
         self.timestamp_guard = timestamp_guard if timestamp_guard is not None else TimestampGuard()
         self.id_prefix = id_prefix
+        self._valid_prefix: str | None = None
         self.outbox: deque[Command] = deque()
         self.listeners: list[Callable[[Event], None]] = []
         self.duplicate_fills = 0
@@ -131,12 +132,9 @@ class OrderManager:
     # -- events -------------------------------------------------------------------------
     def _emit(self, cls: type[Event], ts_event: int | None = None, **fields: Any) -> Event:
         now = self.clock.now_ns()
-        event = cls(
-            seq=self.state.last_seq + 1,
-            ts_event=now if ts_event is None else ts_event,
-            ts_recv=now,
-            **fields,
-        )
+        # The header positionally (every event starts with seq, ts_event, ts_recv): a
+        # third cheaper than merging it into the keyword arguments.
+        event = cls(self.state.last_seq + 1, now if ts_event is None else ts_event, now, **fields)
         self.state.apply(event)
         self._pending.append(event)
         return event
@@ -184,9 +182,16 @@ class OrderManager:
     # -- validation ---------------------------------------------------------------------
     def _next_client_id(self, taken: set[str]) -> str:
         """Deterministic ids (prefix-N), so a replayed manager names orders the same."""
+        prefix = self.id_prefix
+        if prefix != self._valid_prefix:  # checked once per prefix, not per order
+            if not CLIENT_ID_RE.match(f"{prefix}-0"):
+                raise ValidationError("id_prefix", "must match ^[.A-Z:/a-z0-9_-]{1,34}$", prefix)
+            self._valid_prefix = prefix
         n = len(self.state.orders) + len(taken) + 1
         while True:
-            cid = f"{self.id_prefix}-{n}"
+            cid = f"{prefix}-{n}"
+            if len(cid) > 36:
+                raise ValidationError("client_order_id", "generated id over 36 characters", cid)
             if (
                 cid not in taken
                 and cid not in self.state.orders
@@ -215,10 +220,12 @@ class OrderManager:
             raise ValidationError("order_type", "must be an OrderType", req.order_type)
         if not isinstance(req.time_in_force, TimeInForce):
             raise ValidationError("time_in_force", "must be a TimeInForce", req.time_in_force)
-        cid = cid or req.client_order_id or self._next_client_id(taken)
-        if not isinstance(cid, str) or not CLIENT_ID_RE.match(cid):
+        cid = cid or req.client_order_id
+        if not cid:
+            cid = self._next_client_id(taken)  # free and well-formed by construction
+        elif not isinstance(cid, str) or not CLIENT_ID_RE.match(cid):
             raise ValidationError("client_order_id", "must match ^[.A-Z:/a-z0-9_-]{1,36}$", cid)
-        if (
+        elif (
             cid in taken
             or cid in self.state.orders
             or self.dedup.contains(cid, self.clock.now_ns())
@@ -286,6 +293,55 @@ class OrderManager:
             post_only=req.post_only,
             reduce_only=req.reduce_only,
             display_qty_raw=display,
+            **link,
+        )
+
+    def _exit_spec(
+        self,
+        entry: dict[str, Any],
+        cid: str,
+        taken: set[str],
+        order_type: OrderType,
+        price: int,
+        trigger: int,
+        **link: Any,
+    ) -> dict[str, Any]:
+        """A bracket exit's OrderInitialized fields, from its validated entry: the
+        checks ``_build`` would make that can still fail (id, price grid, notional,
+        price band), without going through a request and Decimal again."""
+        if not CLIENT_ID_RE.match(cid):
+            raise ValidationError("client_order_id", "must match ^[.A-Z:/a-z0-9_-]{1,36}$", cid)
+        if (
+            cid in taken
+            or cid in self.state.orders
+            or self.dedup.contains(cid, self.clock.now_ns())
+        ):
+            raise DuplicateClientOrderId(cid)
+        symbol = entry["symbol"]
+        inst = self.state.instruments[symbol]
+        qty = entry["quantity_raw"]
+        if order_type.has_price:
+            inst.check_price(price)
+            inst.check_notional(price, qty)
+            if symbol in self.reference_prices:
+                inst.check_percent_price(price, self.reference_prices[symbol])
+        if order_type.has_trigger:
+            inst.check_price(trigger, "trigger_price")
+            if not order_type.has_price:
+                inst.check_notional(trigger, qty)
+        return dict(
+            client_order_id=cid,
+            symbol=symbol,
+            side=entry["side"].opposite,
+            order_type=order_type,
+            quantity_raw=qty,
+            price_raw=price,
+            trigger_raw=trigger,
+            time_in_force=TimeInForce.GTC,
+            post_only=False,
+            reduce_only=True,
+            display_qty_raw=0,
+            parent_id=entry["client_order_id"],
             **link,
         )
 
@@ -384,59 +440,45 @@ class OrderManager:
         sign = entry.side.sign
         sl_offset = -sign * self._ppm(stop_loss_pct, "stop_loss_pct") if stop_loss_pct else 0
         tp_offset = sign * self._ppm(take_profit_pct, "take_profit_pct") if take_profit_pct else 0
-        sl_raw = tp_raw = 0
+        inst = self.state.instruments[entry.symbol]
+        sl_raw = to_raw(stop_loss, "stop_loss") if stop_loss is not None else 0
+        tp_raw = to_raw(take_profit, "take_profit") if take_profit is not None else 0
         if sl_offset or tp_offset:
             base = e["price_raw"] or self.reference_prices.get(entry.symbol, 0)
             if not base:
                 raise ValidationError(
                     "stop_loss_pct", "a market entry needs a reference price", entry.symbol
                 )
-            inst = self.state.instruments[entry.symbol]
             if sl_offset:
                 sl_raw = self._offset_level(inst, base, sl_offset, exit_side)
-                stop_loss = from_raw(sl_raw)
             if tp_offset:
                 tp_raw = self._offset_level(inst, base, tp_offset, exit_side)
-                take_profit = from_raw(tp_raw)
-        sl_req = OrderRequest(
-            entry.symbol,
-            exit_side,
-            OrderType.STOP_MARKET,
-            entry.quantity,
-            trigger_price=stop_loss,
-            reduce_only=True,
-        )
         taken = {cid}
         tp: dict[str, Any] | None = None
-        if take_profit is not None:
-            tp_req = OrderRequest(
-                entry.symbol,
-                exit_side,
-                OrderType.LIMIT,
-                entry.quantity,
-                price=take_profit,
-                reduce_only=True,
-            )
-            tp = self._build(
-                tp_req,
+        if tp_offset or take_profit is not None:
+            tp = self._exit_spec(
+                e,
                 f"{cid}-TP",
                 taken,
-                (tp_raw, 0) if tp_raw else None,
-                parent_id=cid,
+                OrderType.LIMIT,
+                tp_raw,
+                0,
                 contingency=ContingencyType.OCO,
                 offset_ppm=tp_offset,
             )
             taken.add(tp["client_order_id"])
-        sl = self._build(
-            sl_req,
+        sl = self._exit_spec(
+            e,
             f"{cid}-SL",
             taken,
-            (0, sl_raw) if sl_raw else None,
-            parent_id=cid,
+            OrderType.STOP_MARKET,
+            0,
+            sl_raw,
             contingency=ContingencyType.OCO,
             shares_lock=tp is not None,  # the take-profit holds the pair's lock
             offset_ppm=sl_offset,
         )
+        stop_loss = from_raw(sl_raw)  # for the messages below
         if tp is not None and (sl["trigger_raw"] - tp["price_raw"]) * sign >= 0:
             raise ValidationError(
                 "stop_loss", "must be on the losing side of take_profit", stop_loss
