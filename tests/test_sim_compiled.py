@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.errors import ValidationError
+from bot4.core.instrument import Instrument
 from bot4.core.numbers import money_to_raw, to_raw
 from bot4.sim import _compiled
 from bot4.sim.book import OrderBook, PyOrderBook
@@ -421,3 +422,29 @@ def test_compiled_engine_with_another_clock_equals_the_pure_engine() -> None:
     assert fast.cancel("A", "BTCUSDT", oid) == pure.cancel("A", "BTCUSDT", oid)
     assert clocks[0].calls == clocks[1].calls == 5
     assert _engine_state(fast) == _engine_state(pure)
+
+
+def test_percent_band_edges_equal_the_pure_engine() -> None:
+    """The fast path turns PERCENT_PRICE into two integer bounds per last price (floor
+    above, ceiling below): at and one unit past each edge it must accept and refuse
+    exactly what the pure engine's products accept and refuse."""
+    inst = Instrument.create(
+        "XY", "X", "Y", tick_size="0.000000001", step_size="1", min_qty="1", max_qty="10",
+        min_notional="0", percent_up="1.3", percent_down="0.7",
+    )  # fmt: skip
+    engines = MatchingEngine([inst]), PyMatchingEngine([inst])
+    for e in engines:
+        e.deposit("A", "Y", 10**40)
+    for last in (10**9 + 7, 3 * 10**9 + 1, 999_999_999_999):
+        up, down = last * 13 // 10, -(-last * 7 // 10)
+        for e in engines:
+            e.set_last_price("XY", last)
+        for price in (up - 1, up, up + 1, down - 1, down, down + 1):
+            req = NewOrder("A", "XY", OrderSide.BUY, OrderType.LIMIT, 10**9, price)
+            with _Counting() as counting:
+                got = _outcome(lambda r=req: engines[0].submit(r))
+            want = _outcome(lambda r=req: engines[1].submit(r))
+            assert got == want, (last, price)
+            refused = price in (up + 1, down - 1)
+            assert isinstance(got, tuple) is refused, (last, price, got)
+            assert counting.slow == refused  # the edges themselves take the fast path

@@ -261,6 +261,16 @@ cdef class SymbolCore:
     cdef public object last_price, trade_seq
     cdef public list stops_up, stops_down
     cdef object up_n, up_d, down_n, down_d
+    cdef object band_last, band_hi, band_lo  # the percent band around band_last
+
+    cdef void _set_band(self, object last) except *:
+        """The PERCENT_PRICE band as two integer bounds, computed once per last price:
+        with positive denominators and integer prices, ``price * up_d > last * up_n``
+        iff ``price > floor(last * up_n / up_d)``, and ``price * down_d < last * down_n``
+        iff ``price < ceil(last * down_n / down_d)``."""
+        self.band_hi = last * self.up_n // self.up_d
+        self.band_lo = -(-(last * self.down_n) // self.down_d)
+        self.band_last = last
 
     def __init__(self, inst, book_class=None):
         if book_class is None:
@@ -415,7 +425,9 @@ cdef class FastEngine:
             if notional < f.min_notional or (max_notional and notional > max_notional):
                 return _slow_submit(self, req)
         if priced and last:
-            if price * f.up_d > last * f.up_n or price * f.down_d < last * f.down_n:
+            if last is not st.band_last:
+                st._set_band(last)
+            if price > st.band_hi or price < st.band_lo:
                 return _slow_submit(self, req)
 
         # -- funds
@@ -424,7 +436,7 @@ cdef class FastEngine:
             else account_obj.balances
         if is_buy:
             if priced:
-                need, unit = price * qty, price
+                need, unit = notional, price  # price * qty, from the filter above
             else:
                 need, unit = _market_buy_cost(<BookCore>book, qty), 0
             bal = balances.get(f.quote)
@@ -477,7 +489,7 @@ cdef class FastEngine:
         o.lock_unit = unit
         o.locked_money = 0
         if unit:
-            lock = qty * unit
+            lock = need  # qty * unit: price * qty for a buy, qty * SCALE for a sell
             bal = quote_bal if is_buy else base_bal
             _move(bal, -lock, lock)
             o.locked_money = lock
