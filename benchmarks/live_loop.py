@@ -9,9 +9,9 @@
      (what the runner did before the write-ahead file);
    * ``after`` (the runner's configuration, the headline keys): the journal's
      write-ahead file (``os.write`` before the order is handed over) and ``tune_gc``;
-     the file is ingested into SQLite every 100 ticks *between* ticks, as the event
-     loop's 50 ms timer does in a session, so ingestion is outside the timed window
-     but its after-effects (cold caches on the next tick) are not;
+     the file is ingested into SQLite *between* ticks once ``flush_interval_s``
+     (50 ms) has passed, as the event loop's timer does in a session: ingestion is
+     outside the timed window, its after-effects (cold caches on the next tick) are not;
    * no journal at all, to show what durability costs.
 2. Orders per second through the whole path: risk engine -> order manager -> journal ->
    CcxtVenue -> ccxt (HTTP) -> a ``bot4 exchange`` subprocess -> the response applied
@@ -143,6 +143,9 @@ def tick_to_order(n: int, journal: str, tmp: Path) -> dict[str, float]:
     step = Decimal("0.01")
     ts = time.time_ns()
     flush = runner.journal.flush
+    runner.journal.max_pending = 10**9  # this loop flushes on the timer, as the runner's
+    every_ns = int(runner.journal.flush_interval_s * 1e9)
+    flushed_ns = time.perf_counter_ns()
     for i in range(n + 200):
         p = price + step * (i % 100)
         handed.clear()
@@ -151,8 +154,9 @@ def tick_to_order(n: int, journal: str, tmp: Path) -> dict[str, float]:
         if i >= 200 and handed:
             lat.append((handed[0] - t0) / 1000)
         outbox.clear()  # the adapter took it
-        if i % 100 == 99:
+        if time.perf_counter_ns() - flushed_ns >= every_ns:
             flush()  # the event loop's timer, between ticks
+            flushed_ns = time.perf_counter_ns()
     loop.close()
     rows = 0
     if runner.om.journal is not None:

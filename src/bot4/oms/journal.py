@@ -298,6 +298,7 @@ class SqlJournal:
         self._flush_handle: asyncio.TimerHandle | None = None
         self.failed: BaseException | None = None
         self.flushes = 0
+        self.max_pending = 1000  # without a running event loop: flush in append past this
         if self._raw is not None and self._checkpointer is not None:
             self.wal_path = f"{self.engine.url.database}{WAL_SUFFIX}"
             self._open_wal(write_ahead, lock_wait_s)
@@ -335,13 +336,13 @@ class SqlJournal:
     def _ingest(self, fd: int) -> int:
         """Move the file's events into the table (one transaction), then empty it."""
         rows = _wal_rows(fd, self.wal_path or "")
-        have = self._max_seq()
+        raw = self._raw
+        have = raw.execute("SELECT max(seq) FROM bot4_events").fetchone()[0] or 0
         new = [r for r in rows if r[0] > have]
         for i, r in enumerate(new):
             if r[0] != have + 1 + i:
                 raise SequenceError(have + 1 + i, r[0])
         if new:
-            raw = self._raw
             try:
                 raw.executemany(_RAW_INSERT, new)
                 raw.commit()
@@ -401,7 +402,7 @@ class SqlJournal:
             loop = asyncio._get_running_loop()
             if loop is not None:
                 self._flush_handle = loop.call_later(self.flush_interval_s, self._scheduled_flush)
-            elif self._wal_pending >= 1000:  # no loop to flush on: bound the file
+            elif self._wal_pending >= self.max_pending:  # no loop to flush on: bound the file
                 self.flush()
 
     @property
