@@ -26,7 +26,7 @@ from bot4.sim.errors import BinanceError
 from bot4.sim.fees import FeeSchedule
 from bot4.sim.l3_feed import BitfinexL3Feed, to_raw_exact
 from bot4.sim.matching import MatchingEngine, PyMatchingEngine
-from bot4.sim.matching_checks import PySymbolState, SymbolState, audit, walk
+from bot4.sim.matching_checks import PySymbolState, SymbolState, audit
 from bot4.sim.matching_core import AccountState, PyAccountState
 from bot4.sim.matching_types import NewOrder, PySimOrder, SelfTradePrevention, SimOrder
 from tests.conftest import T0, btcusdt
@@ -308,11 +308,11 @@ class _Counting:
             self.slow += 1
             return PyMatchingEngine.submit(engine, req)
 
-        self.fast.bind(slow_submit, PyMatchingEngine.cancel, walk)
+        self.fast.bind(slow_submit, PyMatchingEngine.cancel)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.fast.bind(PyMatchingEngine.submit, PyMatchingEngine.cancel, walk)
+        self.fast.bind(PyMatchingEngine.submit, PyMatchingEngine.cancel)
 
 
 SUBMITS = {"limit", "market", "quote", "stop"}

@@ -12,10 +12,14 @@ line-for-line translation of ``matching.py``/``matching_core.py`` (validation or
 locks, fees, reports, trades); ``tests/test_sim_compiled.py`` drives this engine and the
 pure-Python one with the same random streams and compares every report and balance.
 
-Speed comes from the engine's state and ``SimOrder`` being C structs (no attribute
-dictionary lookups), requests read as the tuples they are, reports built directly as
-tuples, and the book's compiled methods called in C.  Numbers stay Python ints: money
-is exact at any size, as in the pure engine.
+Speed comes from the engine's state, ``SimOrder``, the symbol state (``SymbolCore``)
+and the account state (``AccountCore``) being C structs (no attribute lookups); the
+``__slots__`` of ``Balance``, ``Account``, ``FeeSchedule`` and ``TestClock`` read and
+written by offset where the type is exact; requests read as the tuples they are;
+reports built directly as tuples; fewer big-int products (one ``price x quantity`` per
+order, the percent band as two bounds per last price); and the book's compiled methods
+called in C.  Numbers stay Python ints: money is exact at any size, as in the pure
+engine.
 """
 
 cimport cython
@@ -85,14 +89,12 @@ cdef object _NewOrder = NewOrder
 # bound by ``bind`` (bot4.sim.matching), which imports after this module
 cdef object _slow_submit = None
 cdef object _slow_cancel = None
-cdef object _walk = None
 
 
-def bind(slow_submit: object, slow_cancel: object, walk: object) -> None:
-    """The pure-Python engine's ``submit``/``cancel`` (for everything not handled
-    here) and ``bot4.sim.matching_checks.walk``."""
-    global _slow_submit, _slow_cancel, _walk
-    _slow_submit, _slow_cancel, _walk = slow_submit, slow_cancel, walk
+def bind(slow_submit: object, slow_cancel: object) -> None:
+    """The pure-Python engine's ``submit``/``cancel``, for everything not handled here."""
+    global _slow_submit, _slow_cancel
+    _slow_submit, _slow_cancel = slow_submit, slow_cancel
 
 
 # -- slots of other modules' classes, read and written in C ---------------------------------
@@ -103,9 +105,12 @@ def bind(slow_submit: object, slow_cancel: object, walk: object) -> None:
 # path reads the pointer itself instead of an attribute lookup (type, MRO, descriptor)
 # -- the same value, at a fraction of the cost.  The offsets come from the descriptors.
 cdef Py_ssize_t _slot_offset(type cls, str name) except -1:
-    descr = cls.__dict__[name]
+    """The offset of a ``__slots__`` member.  ImportError if ``name`` is not one (the
+    module is then not used: ``bot4.sim._compiled`` falls back to pure Python, and
+    ``tests/test_sim_compiled.py`` fails, so the change cannot pass CI unnoticed)."""
+    descr = cls.__dict__.get(name)
     if type(descr).__name__ != "member_descriptor":
-        raise TypeError(f"{cls.__name__}.{name} is not a __slots__ member")
+        raise ImportError(f"{cls.__name__}.{name} is not a __slots__ member")
     return (<PyMemberDescrObject*>descr).d_member.offset
 
 

@@ -56,7 +56,7 @@ from bot4.sim.errors import (
     UnknownOrderError,
 )
 from bot4.sim.fees import FeeSchedule
-from bot4.sim.matching_checks import PySymbolState, SymbolState, validate, walk
+from bot4.sim.matching_checks import PySymbolState, SymbolState, validate
 from bot4.sim.matching_core import AccountState, MatchingCore, PyAccountState
 from bot4.sim.matching_types import (
     ExecType,
@@ -387,7 +387,7 @@ def _compiled_engine() -> type[PyMatchingEngine] | None:
     fast = compiled("_fastmatch")
     if fast is None or OrderBook is PyOrderBook:
         return None
-    fast.bind(PyMatchingEngine.submit, PyMatchingEngine.cancel, walk)
+    fast.bind(PyMatchingEngine.submit, PyMatchingEngine.cancel)
     fast_order = fast.SimOrder
 
     class MatchingEngine(fast.FastEngine, PyMatchingEngine):  # type: ignore[misc,name-defined]
