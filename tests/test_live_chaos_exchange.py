@@ -265,3 +265,60 @@ def test_depth_sequence_gap_holds_orders_and_resyncs_from_a_snapshot(tmp_path: P
         f"{out['resync'].nonce} from a REST snapshot"
     )
     assert out["summary"]["strategy_errors"] == [] and out["summary"]["alerts"] == []
+
+
+def test_a_resync_that_does_not_finish_in_time_reconnects(tmp_path: Path) -> None:
+    """The escalation: a book that is not rebuilt within ``book_resync_timeout_s``
+    counts as a lost connection (DOWN, reconnect, full reconciliation), and the book's
+    own hold goes with it."""
+    import aiohttp
+
+    srv = ServerProcess(server_args(None, "--test-controls")).start()
+    out: dict[str, Any] = {}
+
+    async def go() -> None:
+        cfg = RunnerConfig(
+            VenueConfig.local(srv.http, Credentials(KEY, SECRET)),
+            ["BTC/USDT"],
+            Books,
+            journal_url=f"sqlite:///{tmp_path / 'journal.db'}",
+            risk_profile=no_stop_profile(),
+            status=False,
+            seed=3,
+            books=True,
+        )
+        runner = LiveRunner(cfg)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(runner.run(stop))
+        try:
+            assert await async_wait_until(
+                lambda: (
+                    hasattr(runner, "venue")
+                    and runner.venue.ready.is_set()
+                    and len(getattr(runner.strategy, "books", ())) >= 3
+                ),
+                15,
+            )
+            runner.session.book_resync_timeout_s = 0.0  # no resync can be this fast
+            async with aiohttp.ClientSession() as http:
+                url = f"{srv.http}/bot4/test/depth-gap?symbol=BTCUSDT"
+                async with http.post(url) as resp:
+                    assert resp.status == 200
+            assert await async_wait_until(lambda: len(runner.session.recoveries) >= 2, 10)
+            assert await async_wait_until(lambda: runner.venue.ready.is_set(), 10)
+            out["held"] = runner.risk.held
+            out["resyncs"] = list(runner.session.book_resyncs)
+            after = runner.risk.submit(_bid(runner, "0.98"))
+            runner.venue.kick()
+            assert await async_wait_until(lambda: after.status.value == "ACCEPTED", 10)
+        finally:
+            stop.set()
+            out["summary"] = await asyncio.wait_for(task, 30)
+
+    try:
+        asyncio.run(asyncio.wait_for(go(), 60))
+    finally:
+        srv.stop()
+        srv.close()
+    assert out["held"] is False and out["resyncs"] == []
+    assert out["summary"]["strategy_errors"] == []
