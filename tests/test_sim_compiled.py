@@ -448,3 +448,37 @@ def test_percent_band_edges_equal_the_pure_engine() -> None:
             refused = price in (up + 1, down - 1)
             assert isinstance(got, tuple) is refused, (last, price, got)
             assert counting.slow == refused  # the edges themselves take the fast path
+
+
+_FEE_INTS = st.one_of(
+    st.integers(-(2**130), 2**130),
+    st.integers(-(2**64), 2**64),
+    st.sampled_from([0, 1, -1, 2**60 - 1, 2**60, 2**90 - 1, 2**90, 2**120 - 1, 2**120, -(2**120)]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    amount=_FEE_INTS,
+    num=st.one_of(st.integers(-(2**40), 2**40), _FEE_INTS),
+    den=st.one_of(st.integers(-3, 10**6), _FEE_INTS),
+    unit=st.one_of(st.sampled_from([1, 10, 10**10]), st.integers(-3, 2**64)),
+)
+def test_fee_charge_in_128_bit_integers_equals_the_python_ints(
+    amount: int, num: int, den: int, unit: int
+) -> None:
+    """The fast path charges fees in C 128-bit integers where every operand and product
+    fits (and in Python ints otherwise): the same value, and the same error."""
+    charge = _compiled.compiled("_fastmatch").charge_for_tests  # type: ignore[union-attr]
+    schedule = FeeSchedule.flat("0.001", "0.001")
+    schedule.unit = unit
+    try:
+        want: object = schedule.charge(amount, num, den)
+    except ZeroDivisionError:
+        want = ZeroDivisionError
+    try:
+        fast, slow = charge(amount, num, den, unit)
+    except ZeroDivisionError:
+        fast = slow = ZeroDivisionError
+    assert fast == slow == want
+    assert type(fast) is type(want)

@@ -33,8 +33,8 @@ from bot4.sim._fastbook cimport BookCore
 
 
 cdef extern from "Python.h":
-    object PyType_GenericAlloc(PyTypeObject* cls, Py_ssize_t nitems)
-    void PyObject_GC_UnTrack(object obj)
+    object _PyObject_GC_NewVar "(PyObject*)_PyObject_GC_NewVar" (PyTypeObject* cls,
+                                                                 Py_ssize_t nitems)
     ctypedef struct PyMemberDef:
         Py_ssize_t offset
     ctypedef struct PyMemberDescrObject:
@@ -169,16 +169,17 @@ cdef inline object _now(object clock):
 
 cdef inline tuple _alloc_tuple(object cls, Py_ssize_t n):
     """An empty instance of a named-tuple class (a tuple subclass without a dict),
-    filled in place with ``_set``: ``tuple.__new__`` would build and copy a tuple.
+    to be filled in place with ``_set`` -- every one of its ``n`` items, before
+    anything else can see it: the memory is not zeroed.  ``tuple.__new__`` would
+    build and copy a tuple.
 
-    The tuple is not tracked by the garbage collector: reports and trades hold only
-    ints, strs, None and enum members, so they can never be part of a reference cycle
-    (CPython untracks plain tuples of such atoms the same way, and reports are by far
-    the most numerous objects the engine allocates: tracking them made the collector
-    cost a tenth of the engine's time)."""
-    cdef tuple t = <tuple>PyType_GenericAlloc(<PyTypeObject*>cls, n)
-    PyObject_GC_UnTrack(t)
-    return t
+    The tuple is never tracked by the garbage collector (``PyObject_GC_NewVar``
+    leaves it untracked, where ``PyType_GenericAlloc`` would zero it and track it):
+    reports and trades hold only ints, strs, None and enum members, so they can never
+    be part of a reference cycle (CPython untracks plain tuples of such atoms the same
+    way, and reports are by far the most numerous objects the engine allocates:
+    tracking them made the collector cost a tenth of the engine's time)."""
+    return <tuple>_PyObject_GC_NewVar(<PyTypeObject*>cls, n)
 
 
 cdef inline void _set(tuple t, Py_ssize_t i, object value):
@@ -347,13 +348,88 @@ cdef inline bint _is_open(object status):
     return status is _NEW or status is _PARTIAL
 
 
+cdef extern from *:
+    """
+    /* Exact small-int arithmetic for the fee (see _charge): a Python int of at most
+       four 30-bit digits (< 2**120) read into a C __int128, and back.  CPython 3.11's
+       int layout (sign in ob_size, 30-bit digits); other versions and builds take the
+       Python path. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
+        && PYLONG_BITS_IN_DIGIT == 30 && defined(__SIZEOF_INT128__)
+    #define BOT4_I128 1
+    static int bot4_digits(PyObject* o) {
+        Py_ssize_t size = Py_SIZE(o);
+        return (int)(size < 0 ? -size : size);
+    }
+    static __int128 bot4_i128(PyObject* o) {
+        Py_ssize_t size = Py_SIZE(o), n = size < 0 ? -size : size, i;
+        const digit* d = ((PyLongObject*)o)->ob_digit;
+        unsigned __int128 v = 0;
+        for (i = n - 1; i >= 0; --i) v = (v << PyLong_SHIFT) | d[i];
+        return size < 0 ? -(__int128)v : (__int128)v;
+    }
+    static PyObject* bot4_from_i128(__int128 v) {
+        unsigned char buf[16];
+        unsigned __int128 u = (unsigned __int128)v;
+        int i;
+        if (v >= LLONG_MIN && v <= LLONG_MAX) return PyLong_FromLongLong((long long)v);
+        for (i = 0; i < 16; ++i) { buf[i] = (unsigned char)(u & 0xff); u >>= 8; }
+        return _PyLong_FromByteArray(buf, 16, 1, 1);
+    }
+    /* floor(a / b) for b > 0, as Python's // */
+    static __int128 bot4_floordiv(__int128 a, __int128 b) {
+        __int128 q = a / b;
+        if (a % b != 0 && a < 0) q -= 1;
+        return q;
+    }
+    #else
+    #define BOT4_I128 0
+    static int bot4_digits(PyObject* o) { (void)o; return 99; }
+    static long long bot4_i128(PyObject* o) { (void)o; return 0; }
+    static PyObject* bot4_from_i128(long long v) { return PyLong_FromLongLong(v); }
+    static long long bot4_floordiv(long long a, long long b) { (void)b; return a; }
+    #endif
+    """
+    ctypedef long long i128 "__int128"
+    int BOT4_I128
+    int bot4_digits(object o)
+    i128 bot4_i128(object o)
+    object bot4_from_i128(i128 v)
+    i128 bot4_floordiv(i128 a, i128 b)
+
+
 cdef inline object _charge(object amount, object num, object den, object unit):
-    """``FeeSchedule.charge``."""
+    """``FeeSchedule.charge``.  Where every operand is an int below 2**120 and the
+    products stay below 2**120 (four 30-bit digits between the factors), it is
+    computed in C 128-bit integers -- exactly the same operations, floor division
+    included -- instead of big-int objects; anything else in Python ints."""
+    cdef i128 a, n, d, fee
+    if (BOT4_I128 and type(amount) is int and type(num) is int and type(den) is int
+            and type(unit) is int and bot4_digits(amount) + bot4_digits(num) <= 4
+            and bot4_digits(den) + bot4_digits(unit) <= 4):
+        a = bot4_i128(amount)
+        n = bot4_i128(num)
+        d = bot4_i128(den) * bot4_i128(unit)
+        if d > 0:
+            if n >= 0:
+                fee = -bot4_floordiv(-a * n, d) * bot4_i128(unit)
+                return bot4_from_i128(fee if fee <= a else a)
+            return bot4_from_i128(-bot4_floordiv(a * -n, d) * bot4_i128(unit))
+    return _charge_py(amount, num, den, unit)
+
+
+cdef object _charge_py(object amount, object num, object den, object unit):
+    """``FeeSchedule.charge`` in Python ints (any size)."""
     cdef object fee
     if num >= 0:
         fee = -(-amount * num // (den * unit)) * unit
         return fee if fee <= amount else amount
     return -(amount * -num // (den * unit)) * unit
+
+
+def charge_for_tests(amount, num, den, unit):
+    """``_charge`` and its Python-int path, for the property test."""
+    return _charge(amount, num, den, unit), _charge_py(amount, num, den, unit)
 
 
 cdef class FastEngine:
@@ -417,17 +493,16 @@ cdef class FastEngine:
             return _slow_submit(self, req)
 
         # -- filters, as matching_checks.validate writes them out
-        f = st
         last = st.last_price
-        if priced and price % f.tick:
+        if priced and price % st.tick:
             return _slow_submit(self, req)
-        max_qty = f.max_qty
-        if qty % f.step or qty < f.min_qty or (max_qty and qty > max_qty):
+        max_qty = st.max_qty
+        if qty % st.step or qty < st.min_qty or (max_qty and qty > max_qty):
             return _slow_submit(self, req)
         if priced or last:
             notional = (price if priced else last) * qty
-            max_notional = f.max_notional
-            if notional < f.min_notional or (max_notional and notional > max_notional):
+            max_notional = st.max_notional
+            if notional < st.min_notional or (max_notional and notional > max_notional):
                 return _slow_submit(self, req)
         if priced and last:
             if last is not st.band_last:
@@ -444,10 +519,10 @@ cdef class FastEngine:
                 need, unit = notional, price  # price * qty, from the filter above
             else:
                 need, unit = _market_buy_cost(<BookCore>book, qty), 0
-            bal = balances.get(f.quote)
+            bal = balances.get(st.quote)
         else:
             need, unit = qty * SCALE, SCALE
-            bal = balances.get(f.base)
+            bal = balances.get(st.base)
         if need > (_free(bal) if bal is not None else 0):
             return _slow_submit(self, req)
 
@@ -459,11 +534,11 @@ cdef class FastEngine:
             cid = f"sim-{<long long>oid}" if 0 < oid < _BIG_ID else f"sim-{oid}"
             while cid in open_of:
                 cid += "x"
-        pair = acct.balances.get(f.symbol)
+        pair = acct.balances.get(st.symbol)
         if pair is None:
-            pair = acct.balances[f.symbol] = (
-                acct.account.balance(f.base),
-                acct.account.balance(f.quote),
+            pair = acct.balances[st.symbol] = (
+                acct.account.balance(st.base),
+                acct.account.balance(st.quote),
             )
         base_bal, quote_bal = pair
         cdef SimOrder o = SimOrder.__new__(SimOrder)
@@ -498,7 +573,7 @@ cdef class FastEngine:
             bal = quote_bal if is_buy else base_bal
             _move(bal, -lock, lock)
             o.locked_money = lock
-        open_of[cid] = o
+        PyDict_SetItem(open_of, cid, o)
         PyDict_SetItem(self.open_orders, oid, o)
         if self.retain_closed:
             self.orders[oid] = o
