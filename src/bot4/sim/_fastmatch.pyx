@@ -439,6 +439,7 @@ cdef class FastEngine:
     cdef public list trades
     cdef public object fees, clock, default_stp, iceberg_parts, _next_id, _seq
     cdef public bint retain_closed, record_trades
+    cdef object _day_now, _day  # the last ``now // DAY_NS`` computed, and its ``now``
 
     # -- the commands ----------------------------------------------------------------------
     def submit(self, req):
@@ -758,7 +759,10 @@ cdef class FastEngine:
                      object qty, object maker_left, object now, list out) except *:
         notional = price * qty
         base_money = qty * SCALE
-        day = now // DAY_NS
+        if now is not self._day_now:  # a multi-digit division, once per clock value
+            self._day = now // DAY_NS
+            self._day_now = now
+        day = self._day
         tid = st.trade_seq + 1
         st.trade_seq = tid
         st.last_price = price
@@ -812,7 +816,8 @@ cdef class FastEngine:
         lock_unit = o.lock_unit
         if o.is_buy:
             if lock_unit:
-                release = qty * lock_unit
+                # qty * lock_unit; a maker always trades at its own (locked) price
+                release = notional if lock_unit == price else qty * lock_unit
                 o.locked_money = o.locked_money - release
                 _move(qb, release - notional, -release)
             else:
