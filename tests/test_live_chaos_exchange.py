@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -299,6 +300,7 @@ def test_a_resync_that_does_not_finish_in_time_reconnects(tmp_path: Path) -> Non
                 ),
                 15,
             )
+            out["frozen"] = gc.get_freeze_count()
             runner.session.book_resync_timeout_s = 0.0  # no resync can be this fast
             async with aiohttp.ClientSession() as http:
                 url = f"{srv.http}/bot4/test/depth-gap?symbol=BTCUSDT"
@@ -322,3 +324,4 @@ def test_a_resync_that_does_not_finish_in_time_reconnects(tmp_path: Path) -> Non
         srv.close()
     assert out["held"] is False and out["resyncs"] == []
     assert out["summary"]["strategy_errors"] == []
+    assert out["frozen"] > 0 and gc.get_freeze_count() == 0  # tune_gc ran, then undone

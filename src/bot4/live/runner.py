@@ -56,7 +56,7 @@ _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 GC_THRESHOLD0 = 20_000  # container allocations between young collections (CPython: 700)
 
 
-def tune_gc(threshold0: int = GC_THRESHOLD0) -> None:
+def tune_gc(threshold0: int = GC_THRESHOLD0) -> tuple[int, int, int]:
     """Take garbage collection out of the order path's tail.  Everything built at
     start-up (markets, the journal's replay, ccxt, the imports) is moved to the
     permanent generation (``gc.freeze``), so no later collection walks it again; and
@@ -64,11 +64,18 @@ def tune_gc(threshold0: int = GC_THRESHOLD0) -> None:
     Measured (``benchmarks/live_loop.py``): the tick-to-order p99 drops ~15-20 µs;
     the cost is a rarer, longer young collection (p99.9) and garbage cycles that live a
     little longer.  The order path makes few cycles: almost everything is freed by
-    reference counting, as before."""
+    reference counting, as before.  Returns the previous thresholds (``restore_gc``)."""
     gc.collect()
     gc.freeze()
-    _, g1, g2 = gc.get_threshold()
-    gc.set_threshold(threshold0, g1, g2)
+    before = gc.get_threshold()
+    gc.set_threshold(threshold0, before[1], before[2])
+    return before
+
+
+def restore_gc(thresholds: tuple[int, int, int]) -> None:
+    """Undo ``tune_gc`` (a session that ends inside a longer-lived process, e.g. tests)."""
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
 
 
 def journal_prefix(first_ts_ns: int) -> str:
@@ -127,6 +134,7 @@ class LiveRunner:
         self.started_ns = 0
         self.journal_failed: str | None = None
         self._stop = asyncio.Event()
+        self._gc_before: tuple[int, int, int] | None = None
 
     # -- wiring ---------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -337,6 +345,9 @@ class LiveRunner:
             await self.shutdown()
             if status is not None:
                 status.close()
+            if self._gc_before is not None:
+                restore_gc(self._gc_before)
+                self._gc_before = None
         return self.summary()
 
     async def _trade(
@@ -345,8 +356,8 @@ class LiveRunner:
         if not self.venue.ready.is_set():
             raise Bot4Error("the venue did not become ready")
         self.started_ns = self.clock.now_ns()
-        if self.cfg.tune_gc:
-            tune_gc()
+        if self.cfg.tune_gc and self._gc_before is None:
+            self._gc_before = tune_gc()
         self._guard(self.strategy.on_start)
         tasks.append(asyncio.ensure_future(self._bars()))
         tasks.append(asyncio.ensure_future(self._heartbeat()))
