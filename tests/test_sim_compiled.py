@@ -482,3 +482,10 @@ def test_fee_charge_in_128_bit_integers_equals_the_python_ints(
         fast = slow = ZeroDivisionError
     assert fast == slow == want
     assert type(fast) is type(want)
+
+
+@pytest.mark.parametrize("oid", [1, 9, 10, 99, 100, 12345, 10**18, 2**62 - 1, 2**63 - 1])
+def test_generated_client_order_ids_equal_the_pure_format(oid: int) -> None:
+    sim_id = _compiled.compiled("_fastmatch").sim_id_for_tests  # type: ignore[union-attr]
+    got = sim_id(oid)
+    assert got == f"sim-{oid}" and type(got) is str and got.isascii()

@@ -11,7 +11,7 @@ cdef class BookCore:
 
     cdef list _new_record(self, object order_id, object is_buy, object price, object qty,
                           object display, object account, object owner)
-    cdef void _recycle(self, list lvl) except *
-    cdef void _remove(self, list rec) except *
-    cdef void _drop_level(self, list lvl) except *
+    cdef int _recycle(self, list lvl) except -1
+    cdef int _remove(self, list rec) except -1
+    cdef int _drop_level(self, list lvl) except -1
     cdef int _upsert(self, object order_id, object is_buy, object price, object qty) except -1

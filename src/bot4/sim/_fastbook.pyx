@@ -34,20 +34,22 @@ cdef inline object _last(list keys):
     return <object>PyList_GET_ITEM(keys, PyList_GET_SIZE(keys) - 1)
 
 
-cdef inline void _drop_key(list keys, object key) except *:
+cdef inline int _drop_key(list keys, object key) except -1:
     cdef Py_ssize_t n = PyList_GET_SIZE(keys)
     if <object>PyList_GET_ITEM(keys, n - 1) == key:
         keys.pop()
     else:
         del keys[bisect_left(keys, key)]
+    return 0
 
 
-cdef inline void _add_key(list keys, object key) except *:
+cdef inline int _add_key(list keys, object key) except -1:
     cdef Py_ssize_t n = PyList_GET_SIZE(keys)
     if n == 0 or key > <object>PyList_GET_ITEM(keys, n - 1):
         keys.append(key)
     else:
         insort(keys, key)
+    return 0
 
 
 cdef class BookCore:
@@ -98,7 +100,7 @@ cdef class BookCore:
         PyDict_SetItem(self.orders, order_id, rec)
         return rec
 
-    cdef void _recycle(self, list lvl) except *:
+    cdef int _recycle(self, list lvl) except -1:
         """Empty a dropped level's queue (breaking the record <-> level cycles, as the
         pure book does) and keep it for the next new level: a deque costs more to
         create than the rest of an add.  The dropped level is left an empty tuple."""
@@ -107,6 +109,7 @@ cdef class BookCore:
         lvl[2] = ()
         if PyList_GET_SIZE(self._spare) < 64:
             self._spare.append(queue)
+        return 0
 
     def add(self, order_id, is_buy, price, qty, display=0, account=None, owner=None):
         """Rest a new order at the back of its level's queue; returns its record."""
@@ -114,7 +117,7 @@ cdef class BookCore:
             raise ValueError(f"bad add of {order_id}: price {price}, qty {qty}, display {display}")
         return self._new_record(order_id, is_buy, price, qty, display, account, owner)
 
-    cdef void _remove(self, list rec) except *:
+    cdef int _remove(self, list rec) except -1:
         cdef list lvl = <list>rec[8]
         cdef object queue
         cdef object count
@@ -132,7 +135,7 @@ cdef class BookCore:
                 queue.popleft()
             elif len(queue) > 2 * count + _PURGE_SLACK:
                 lvl[2] = deque([r for r in queue if r[0]])
-            return
+            return 0
         rec[1] = 0
         lvl[1] = 0
         lvl[0] = 0
@@ -144,6 +147,7 @@ cdef class BookCore:
         else:
             PyDict_DelItem(self.asks, price)
             _drop_key(self.ask_keys, -price)
+        return 0
 
     def remove_record(self, list rec) -> None:
         """Remove a live record, and its level if that empties."""
@@ -169,7 +173,7 @@ cdef class BookCore:
         """Remove an empty level from its side."""
         self._drop_level(lvl)
 
-    cdef void _drop_level(self, list lvl) except *:
+    cdef int _drop_level(self, list lvl) except -1:
         self._recycle(lvl)
         price = lvl[3]
         if lvl[4]:
@@ -178,6 +182,7 @@ cdef class BookCore:
         else:
             PyDict_DelItem(self.asks, price)
             _drop_key(self.ask_keys, -price)
+        return 0
 
     def modify(self, order_id, price, qty):
         """See ``PyOrderBook.modify``."""

@@ -33,6 +33,7 @@ from bot4.sim._fastbook cimport BookCore
 
 
 cdef extern from "Python.h":
+    Py_ssize_t Py_SIZE(object o)
     object _PyObject_GC_NewVar "(PyObject*)_PyObject_GC_NewVar" (PyTypeObject* cls,
                                                                  Py_ssize_t nitems)
     ctypedef struct PyMemberDef:
@@ -131,12 +132,19 @@ cdef inline object _slot_get(object obj, Py_ssize_t offset):
     return <object>value
 
 
-cdef inline void _slot_set(object obj, Py_ssize_t offset, object value):
+cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
     cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
     cdef PyObject* old = slot[0]
     Py_INCREF(value)
     slot[0] = <PyObject*>value
     Py_XDECREF(old)
+
+
+cdef inline int _nz(object x) except -1:
+    """``bool(x)``; for an exact int, its size field (0 iff it is zero) read in C."""
+    if type(x) is int:
+        return Py_SIZE(x) != 0
+    return bool(x)
 
 
 cdef inline object _free(object bal):
@@ -146,18 +154,19 @@ cdef inline object _free(object bal):
     return bal.free
 
 
-cdef inline void _move(object bal, object d_free, object d_locked) except *:
+cdef inline int _move(object bal, object d_free, object d_locked) except -1:
     """``bal.free += d_free; bal.locked += d_locked`` (a zero leaves the field as is)."""
     if type(bal) is _Balance:
-        if d_free:
+        if _nz(d_free):
             _slot_set(bal, _FREE, _slot_get(bal, _FREE) + d_free)
-        if d_locked:
+        if _nz(d_locked):
             _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + d_locked)
     else:
         if d_free:
             bal.free = bal.free + d_free
         if d_locked:
             bal.locked = bal.locked + d_locked
+    return 0
 
 
 cdef inline object _now(object clock):
@@ -182,7 +191,7 @@ cdef inline tuple _alloc_tuple(object cls, Py_ssize_t n):
     return <tuple>_PyObject_GC_NewVar(<PyTypeObject*>cls, n)
 
 
-cdef inline void _set(tuple t, Py_ssize_t i, object value):
+cdef inline void _set(tuple t, Py_ssize_t i, object value) noexcept:
     Py_INCREF(value)
     PyTuple_SET_ITEM(t, i, value)
 
@@ -255,6 +264,14 @@ cdef class SimOrder:
         )
 
 
+cdef inline object _leaves(SimOrder o):
+    """``o.orig_qty - o.executed - o.prevented``, without new ints while nothing has
+    been executed or prevented (a passive order, a taker's first level)."""
+    if type(o.orig_qty) is int and not _nz(o.executed) and not _nz(o.prevented):
+        return o.orig_qty
+    return o.orig_qty - o.executed - o.prevented
+
+
 cdef class SymbolCore:
     """The fields of ``bot4.sim.matching_checks.SymbolState`` as a C struct (the
     compiled engine's ``SymbolState`` is ``class SymbolState(SymbolCore, SymbolChecks)``):
@@ -269,7 +286,7 @@ cdef class SymbolCore:
     cdef object up_n, up_d, down_n, down_d
     cdef object band_last, band_hi, band_lo  # the percent band around band_last
 
-    cdef void _set_band(self, object last) except *:
+    cdef int _set_band(self, object last) except -1:
         """The PERCENT_PRICE band as two integer bounds, computed once per last price:
         with positive denominators and integer prices, ``price * up_d > last * up_n``
         iff ``price > floor(last * up_n / up_d)``, and ``price * down_d < last * down_n``
@@ -277,6 +294,7 @@ cdef class SymbolCore:
         self.band_hi = last * self.up_n // self.up_d
         self.band_lo = -(-(last * self.down_n) // self.down_d)
         self.band_last = last
+        return 0
 
     def __init__(self, inst, book_class=None):
         if book_class is None:
@@ -309,6 +327,7 @@ cdef class AccountCore:
 
     cdef public object account, stp
     cdef public dict open, balances
+    cdef object key  # the account's name as first submitted (see FastEngine.submit)
 
     def __init__(self, stp):
         self.account = _Account()
@@ -343,7 +362,7 @@ cdef object _market_buy_cost(BookCore book, object qty):
     return cost
 
 
-cdef inline bint _is_open(object status):
+cdef inline bint _is_open(object status) noexcept:
     """``status in OPEN_STATUSES`` without hashing (an enum's hash is Python code)."""
     return status is _NEW or status is _PARTIAL
 
@@ -398,6 +417,26 @@ cdef extern from *:
     i128 bot4_floordiv(i128 a, i128 b)
 
 
+cdef extern from *:
+    """
+    /* "sim-<v>" for v > 0, built in place (one allocation, no formatting calls) */
+    static PyObject* bot4_sim_id(long long v) {
+        char digits[24];
+        int k = 0, i;
+        PyObject* s;
+        Py_UCS1* d;
+        while (v > 0) { digits[k++] = (char)('0' + v % 10); v /= 10; }
+        s = PyUnicode_New(4 + k, 127);
+        if (s == NULL) return NULL;
+        d = PyUnicode_1BYTE_DATA(s);
+        d[0] = 's'; d[1] = 'i'; d[2] = 'm'; d[3] = '-';
+        for (i = 0; i < k; ++i) d[4 + i] = (Py_UCS1)digits[k - 1 - i];
+        return s;
+    }
+    """
+    object bot4_sim_id(long long v)
+
+
 cdef inline object _charge(object amount, object num, object den, object unit):
     """``FeeSchedule.charge``.  Where every operand is an int below 2**120 and the
     products stay below 2**120 (four 30-bit digits between the factors), it is
@@ -425,6 +464,11 @@ cdef object _charge_py(object amount, object num, object den, object unit):
         fee = -(-amount * num // (den * unit)) * unit
         return fee if fee <= amount else amount
     return -(amount * -num // (den * unit)) * unit
+
+
+def sim_id_for_tests(long long oid):
+    """The fast path's generated client order id for ``oid`` (> 0), for the test."""
+    return bot4_sim_id(oid)
 
 
 def charge_for_tests(amount, num, den, unit):
@@ -462,8 +506,20 @@ cdef class FastEngine:
         if found == NULL or not isinstance(<object>found, AccountCore):
             return _slow_submit(self, req)
         acct = <AccountCore>found
+        # The account's and the symbol's names as one string object each from here on
+        # (equal strings; a parsed request brings new ones every time): the later
+        # lookups by them -- fee cache and volume, the account on close -- then match
+        # by identity instead of comparing characters.
+        if type(account) is str:
+            if acct.key is None:
+                acct.key = account
+            elif acct.key is not account and acct.key == account:
+                account = acct.key
+        if symbol is not st.symbol and type(symbol) is str and symbol == st.symbol:
+            symbol = st.symbol
         book = st.book
-        if trig or display or quote_qty or post_only or not isinstance(book, BookCore):
+        if (_nz(trig) or _nz(display) or _nz(quote_qty) or _nz(post_only)
+                or not isinstance(book, BookCore)):
             return _slow_submit(self, req)
         if stp is None:
             stp = acct.stp
@@ -495,17 +551,17 @@ cdef class FastEngine:
 
         # -- filters, as matching_checks.validate writes them out
         last = st.last_price
-        if priced and price % st.tick:
+        if priced and _nz(price % st.tick):
             return _slow_submit(self, req)
         max_qty = st.max_qty
-        if qty % st.step or qty < st.min_qty or (max_qty and qty > max_qty):
+        if _nz(qty % st.step) or qty < st.min_qty or (_nz(max_qty) and qty > max_qty):
             return _slow_submit(self, req)
-        if priced or last:
+        if priced or _nz(last):
             notional = (price if priced else last) * qty
             max_notional = st.max_notional
-            if notional < st.min_notional or (max_notional and notional > max_notional):
+            if notional < st.min_notional or (_nz(max_notional) and notional > max_notional):
                 return _slow_submit(self, req)
-        if priced and last:
+        if priced and _nz(last):
             if last is not st.band_last:
                 st._set_band(last)
             if price > st.band_hi or price < st.band_lo:
@@ -532,7 +588,7 @@ cdef class FastEngine:
         oid = self._next_id
         self._next_id = oid + 1
         if not cid:
-            cid = f"sim-{<long long>oid}" if 0 < oid < _BIG_ID else f"sim-{oid}"
+            cid = bot4_sim_id(<long long>oid) if 0 < oid < _BIG_ID else f"sim-{oid}"
             while cid in open_of:
                 cid += "x"
         pair = acct.balances.get(st.symbol)
@@ -569,7 +625,7 @@ cdef class FastEngine:
         o.quote_bal = quote_bal
         o.lock_unit = unit
         o.locked_money = 0
-        if unit:
+        if _nz(unit):
             lock = need  # qty * unit: price * qty for a buy, qty * SCALE for a sell
             bal = quote_bal if is_buy else base_bal
             _move(bal, -lock, lock)
@@ -651,37 +707,40 @@ cdef class FastEngine:
         _set(t, 26, "")
         return t
 
-    cdef void _release(self, SimOrder o) except *:
+    cdef int _release(self, SimOrder o) except -1:
         money = o.locked_money
-        if money:
+        if _nz(money):
             _move(o.quote_bal if o.is_buy else o.base_bal, money, -money)
             o.locked_money = 0
+        return 0
 
-    cdef void _close(self, SimOrder o) except *:
+    cdef int _close(self, SimOrder o) except -1:
         PyDict_DelItem(self.open_orders, o.order_id)
         acct = self.accounts[o.account]
         if isinstance(acct, AccountCore):
             PyDict_DelItem((<AccountCore>acct).open, o.client_order_id)
         else:
             del acct.open[o.client_order_id]
+        return 0
 
-    cdef void _finish(self, SimOrder o, object status, object now, list out) except *:
+    cdef int _finish(self, SimOrder o, object status, object now, list out) except -1:
         self._release(o)
         o.status = status
         o.update_time = now
         self._close(o)
         out.append(self._report(o, _EXPIRED_EXEC, now, 0, 0, -1, 0, "", None))
+        return 0
 
-    cdef void _execute(self, SymbolCore st, BookCore book, SimOrder o, object now,
-                       list out) except *:
+    cdef int _execute(self, SymbolCore st, BookCore book, SimOrder o, object now,
+                       list out) except -1:
         cdef bint crosses
         cdef list keys
         price = o.price
-        if not price:
+        if not _nz(price):
             self._take(st, book, o, 0, now, out)
             if _is_open(o.status):
                 self._finish(o, _EXPIRED, now, out)
-            return
+            return 0
         if o.is_buy:
             keys = book.ask_keys
             crosses = PyList_GET_SIZE(keys) and -(<object>PyList_GET_ITEM(
@@ -693,15 +752,16 @@ cdef class FastEngine:
         if crosses:
             self._take(st, book, o, price, now, out)
             if not _is_open(o.status):
-                return
+                return 0
         if o.tif is _GTC:
-            leaves = o.orig_qty - o.executed - o.prevented
+            leaves = _leaves(o)
             book._new_record(o.order_id, o.is_buy, price, leaves, o.display, o.account, o)
         else:
             self._finish(o, _EXPIRED, now, out)
+        return 0
 
-    cdef void _take(self, SymbolCore st, BookCore book, SimOrder o, object limit, object now,
-                    list out) except *:
+    cdef int _take(self, SymbolCore st, BookCore book, SimOrder o, object limit, object now,
+                    list out) except -1:
         """``MatchingCore._take`` for a taker without self-trade prevention."""
         cdef dict levels
         cdef list keys, lvl, rec
@@ -711,18 +771,18 @@ cdef class FastEngine:
             levels, keys = book.asks, book.ask_keys
         else:
             levels, keys = book.bids, book.bid_keys
-        rem = o.orig_qty - o.executed - o.prevented
-        while rem and PyList_GET_SIZE(keys):
+        rem = _leaves(o)
+        while _nz(rem) and PyList_GET_SIZE(keys):
             top = <object>PyList_GET_ITEM(keys, PyList_GET_SIZE(keys) - 1)
             price = -top if is_buy else top
-            if limit and (price > limit if is_buy else price < limit):
+            if _nz(limit) and (price > limit if is_buy else price < limit):
                 break
             lvl = <list>levels[price]
             queue = lvl[2]
-            while rem:
+            while _nz(rem):
                 rec = <list>queue[0]
                 mq = rec[0]
-                if not mq:
+                if not _nz(mq):
                     queue.popleft()
                     continue
                 maker = <SimOrder?>rec[7]
@@ -734,11 +794,11 @@ cdef class FastEngine:
                 rec[0] = mq
                 lvl[0] = lvl[0] - fill
                 self._trade(st, o, maker, price, fill, mq, now, out)
-                if vis:
+                if _nz(vis):
                     rec[1] = vis
                     continue
                 queue.popleft()
-                if mq:  # iceberg: the next slice queues at the back
+                if _nz(mq):  # iceberg: the next slice queues at the back
                     vis = rec[5] if rec[5] < mq else mq
                     rec[1] = vis
                     lvl[0] = lvl[0] + vis
@@ -748,15 +808,16 @@ cdef class FastEngine:
                 lvl[1] = lvl[1] - 1
                 PyDict_DelItem(book.orders, maker.order_id)
                 self._close(maker)
-                if not lvl[1]:
+                if not _nz(lvl[1]):
                     break
-            if not lvl[1]:
+            if not _nz(lvl[1]):
                 book._drop_level(lvl)
             if o.status is _IN_MATCH:
-                return
+                return 0
+        return 0
 
-    cdef void _trade(self, SymbolCore st, SimOrder taker, SimOrder maker, object price,
-                     object qty, object maker_left, object now, list out) except *:
+    cdef int _trade(self, SymbolCore st, SimOrder taker, SimOrder maker, object price,
+                     object qty, object maker_left, object now, list out) except -1:
         notional = price * qty
         base_money = qty * SCALE
         if now is not self._day_now:  # a multi-digit division, once per clock value
@@ -788,10 +849,11 @@ cdef class FastEngine:
             _set(t, 9, maker.account)
             _set(t, 10, taker.account)
             self.trades.append(t)
+        return 0
 
-    cdef void _settle(self, object fees, SymbolCore st, SimOrder o, bint is_maker, object price,
+    cdef int _settle(self, object fees, SymbolCore st, SimOrder o, bint is_maker, object price,
                       object qty, object notional, object base_money, object day,
-                      object maker_left, object tid, object now, list out) except *:
+                      object maker_left, object tid, object now, list out) except -1:
         """One side of ``MatchingCore._trade``: balances, locks, fee, order, report."""
         account = o.account
         cdef bint plain = type(fees) is _FeeSchedule
@@ -815,7 +877,7 @@ cdef class FastEngine:
         bb = o.base_bal
         lock_unit = o.lock_unit
         if o.is_buy:
-            if lock_unit:
+            if _nz(lock_unit):
                 # qty * lock_unit; a maker always trades at its own (locked) price
                 release = notional if lock_unit == price else qty * lock_unit
                 o.locked_money = o.locked_money - release
@@ -832,7 +894,7 @@ cdef class FastEngine:
                 _move(bb, base_money, 0)
                 _move(qb, -fee, 0)
         else:
-            if lock_unit:
+            if _nz(lock_unit):
                 o.locked_money = o.locked_money - base_money
                 _move(bb, 0, -base_money)
             else:
@@ -840,7 +902,7 @@ cdef class FastEngine:
             fee = _charge(notional, num, den, unit)
             fee_asset = st.quote
             _move(qb, notional - fee, 0)
-        if fee:
+        if _nz(fee):
             collected = self.fees_collected
             found = PyDict_GetItem(collected, fee_asset)
             PyDict_SetItem(collected, fee_asset, fee if found == NULL else <object>found + fee)
@@ -860,8 +922,9 @@ cdef class FastEngine:
             fees.record(account, st.quote, notional, day)
         o.executed = o.executed + qty
         o.cum_quote = o.cum_quote + notional
-        left = maker_left if is_maker else o.orig_qty - o.executed - o.prevented
-        o.status = _PARTIAL if left else _FILLED
+        left = maker_left if is_maker else _leaves(o)
+        o.status = _PARTIAL if _nz(left) else _FILLED
         o.update_time = now
         out.append(self._report(o, _TRADE, now, qty, price, tid, fee, fee_asset,
                                 _MAKER if is_maker else _TAKER))
+        return 0
