@@ -17,6 +17,9 @@ lock equals what the open orders hold, books valid, stops parked) before the ser
 starts; a state file that does not pass is refused rather than traded on.
 
 Writes are atomic (temp file, fsync, rename): a crash mid-write leaves the previous file.
+Between two snapshots every accepted command goes to the command log (``command_log``),
+so a process killed without a shutdown comes back from snapshot + log; the snapshot
+records the log sequence it holds (``log_seq``).
 """
 
 from __future__ import annotations
