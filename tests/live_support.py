@@ -59,6 +59,9 @@ class Churn(Strategy):
         elif self.position() >= self.qty:
             self.sell(self.qty)
 
+    def on_position(self, change: Any) -> None:
+        self.position_changes = [*getattr(self, "position_changes", []), change]
+
     def on_book(self, book: Any) -> None:
         self.books = getattr(self, "books", 0) + 1
         bids, asks = book["bids"], book["asks"]

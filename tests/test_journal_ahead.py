@@ -92,10 +92,14 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
 
 def test_kill_9_between_append_and_ingestion_loses_nothing(tmp_path: Path) -> None:
     """The writer of ``test_journal``'s kill test, on a write-ahead journal with no event
-    loop (ingestion every 1,000 events): each kill lands with events only in the file.
-    Every event the child reported as written is in the table after recovery."""
+    loop and no ingestion in the writer (``max_pending`` out of reach, so however late
+    the kill lands, events are waiting only in the file).  Every event the child
+    reported as written is in the table after recovery."""
     script = tmp_path / "writer.py"
-    script.write_text(CHILD.replace("(sys.argv[1])", "(sys.argv[1], write_ahead=True)"))
+    child = CHILD.replace("(sys.argv[1])", "(sys.argv[1], write_ahead=True)")
+    child = child.replace("state = replay(", "journal.max_pending = 10**12\nstate = replay(", 1)
+    assert "max_pending" in child
+    script.write_text(child)
     db = tmp_path / "killed.db"
     url = f"sqlite:///{db}"
     previous = 0

@@ -59,6 +59,14 @@ def _check(runner: LiveRunner, summary: Any, account: Any) -> None:
     with SqlJournal(runner.cfg.journal_url) as journal:
         rebuilt = replay(journal.read(), runner.instruments)
     assert rebuilt.snapshot() == runner.om.state.snapshot()
+    # on_position: one change per fill that moved the position, chained exactly
+    changes = getattr(runner.strategy, "position_changes", [])
+    assert len(changes) >= 5
+    qty = Decimal(0)
+    for change in changes:
+        assert change.previous_qty == qty and change.qty != qty
+        qty = change.qty
+    assert qty == runner.om.state.positions["BTCUSDT"].quantity
 
 
 def test_paper_session_over_websockets_matches_the_venue_exactly(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ from bot4.oms.state import TradingState
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
 from bot4.strategy.base import Bar, Strategy, StrategyContext
+from bot4.strategy.market_data import Tick
+from bot4.strategy.positions import position_changed
 from bot4.venues.backoff import Backoff
 from bot4.venues.ccxt_config import VenueConfig, make_client
 from bot4.venues.ccxt_session import VenueSession
@@ -86,15 +88,6 @@ def journal_prefix(first_ts_ns: int) -> str:
         n, r = divmod(n, 36)
         out = _B36[r] + out
     return "B4" + (out or "0")
-
-
-@dataclass(slots=True)
-class Tick:
-    """One market trade, as ``Strategy.on_trade`` receives it in paper and live."""
-
-    symbol: str
-    price: Decimal
-    ts_ns: int
 
 
 @dataclass(slots=True)
@@ -208,6 +201,9 @@ class LiveRunner:
         # a handler the strategy does not override is not called (on every order event)
         self._calls_on_order = type(strategy).on_order is not Strategy.on_order
         self._calls_on_fill = type(strategy).on_fill is not Strategy.on_fill
+        self._calls_on_position = type(strategy).on_position is not Strategy.on_position
+        # positions as the journal left them: the first fill's change is from there
+        self._position_qty = {s: p.qty_raw for s, p in om.state.positions.items()}
         om.listeners.append(self._on_event)
 
     # -- market data ----------------------------------------------------------------------
@@ -309,8 +305,16 @@ class LiveRunner:
         order = self.om.state.orders.get(cid)
         if order is None or not self.started_ns:
             return
-        if isinstance(event, OrderFilled) and self._calls_on_fill:
-            self._guard(self.strategy.on_fill, order, event)
+        if isinstance(event, OrderFilled):
+            if self._calls_on_fill:
+                self._guard(self.strategy.on_fill, order, event)
+            if self._calls_on_position:
+                pos = self.om.state.positions.get(order.symbol)
+                before = self._position_qty.get(order.symbol, 0)
+                if pos is not None and pos.qty_raw != before:
+                    self._position_qty[order.symbol] = pos.qty_raw
+                    change = position_changed(pos, before, event.ts_event)
+                    self._guard(self.strategy.on_position, change)
         if self._calls_on_order:
             self._guard(self.strategy.on_order, order)
         if kind == "OrderCanceled" and self.ctx.pending_close:
