@@ -38,7 +38,7 @@ import ccxt
 
 from bot4.risk.breaker import CircuitOpen
 from bot4.venues.backoff import Backoff
-from bot4.venues.ccxt_parse import dec, parse_balances, parse_fill, parse_order, trade_price
+from bot4.venues.ccxt_parse import dec, parse_balances, trade_price
 from bot4.venues.ccxt_venue import CcxtVenue
 from bot4.venues.rate_limit import RateLimited
 from bot4.venues.reconcile import Reconciler, ReconcileReport
@@ -311,7 +311,7 @@ class VenueSession:
             symbol = venue.bot4_of.get(str(o.get("symbol")))
             if symbol is None:
                 continue
-            vo = parse_order(o)
+            vo = self.venue.parse_order(o)
             await venue.apply_order(vo, symbol, wait_fills=False)
             cid = venue.resolve_cid(vo.client_order_id, vo.venue_order_id)
             if cid is not None and vo.filled > 0:
@@ -329,7 +329,7 @@ class VenueSession:
 
     async def _my_trades_once(self) -> None:
         for t in await self.venue.ex.watch_my_trades():
-            self.venue.apply_fill(parse_fill(t))
+            self.venue.apply_fill(self.venue.parse_fill(t))
 
     async def _balance_once(self) -> None:
         """One balance push (Binance ``outboundAccountPosition``, after the reports that

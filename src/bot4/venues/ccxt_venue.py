@@ -37,7 +37,8 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import ccxt
@@ -60,6 +61,7 @@ from bot4.venues.ccxt_wire import (
     order_args,
     request_weights,
 )
+from bot4.venues.client_ids import ClientIdCodec
 from bot4.venues.errors import ErrorAction, classify, counts_against_venue
 from bot4.venues.rate_limit import DEFAULT_REGISTRY, LimiterRegistry, RateLimited, VenueLimiter
 
@@ -99,6 +101,9 @@ class CcxtVenue:
         self.recv_window_ns = recv_window_ms * MS
         self.resend_unknown = resend_unknown
         self.clock: Clock = clock if clock is not None else LiveClock()
+        # the names sent for client ids (unchanged, or UUID5 where the venue's rules say)
+        self.ids = ClientIdCodec(self.name)
+        self.ids.learn(om.state.orders)
         self.venue_ids: dict[str, str] = {}  # venue order id -> client order id
         for order in om.state.orders.values():
             if order.venue_order_id:
@@ -261,7 +266,9 @@ class CcxtVenue:
 
     # -- create -----------------------------------------------------------------------------
     def order_args(self, order: Order) -> tuple[str, str, str, str, str | None, dict[str, Any]]:
-        return order_args(order, self.ccxt_of[order.symbol])
+        args = order_args(order, self.ccxt_of[order.symbol])
+        args[5]["clientOrderId"] = self.ids.encode(order.client_order_id)
+        return args
 
     async def submit(self, cid: str) -> None:
         """Send one order; whatever happens, the order manager hears the outcome or the
@@ -291,7 +298,7 @@ class CcxtVenue:
                     continue  # the limiter now holds every request until Retry-After
                 await self._create_failed(cid, exc, action, sent_ns)
                 return
-            await self.apply_order(parse_order(resp), order.symbol)
+            await self.apply_order(self.parse_order(resp), order.symbol)
             return
         self._om(self.om.on_rejected, cid, "not sent: throttled five times")
 
@@ -368,10 +375,30 @@ class CcxtVenue:
                 return
             await asyncio.sleep(min(0.25, max((deadline - self.clock.now_ns()) / 1e9, 0.01)))
 
+    def _cid_params(self, cid: str) -> dict[str, str]:
+        sent = self.ids.encode(cid)
+        return {"origClientOrderId": sent} if self.binance else {"clientOrderId": sent}
+
+    def parse_order(self, order: Mapping[str, Any]) -> VenueOrder:
+        """A ccxt order, with bot4's client id (the venue knows the name sent)."""
+        vo = parse_order(order)
+        cid = self.ids.decode(vo.client_order_id)
+        fills = tuple(self._with_cid(f) for f in vo.fills)
+        if cid == vo.client_order_id and fills == vo.fills:
+            return vo
+        return replace(vo, client_order_id=cid, fills=fills)
+
+    def parse_fill(self, trade: Mapping[str, Any]) -> VenueFill:
+        return self._with_cid(parse_fill(trade))
+
+    def _with_cid(self, fill: VenueFill) -> VenueFill:
+        cid = self.ids.decode(fill.client_order_id)
+        return fill if cid == fill.client_order_id else replace(fill, client_order_id=cid)
+
     async def query(self, cid: str, symbol: str) -> VenueOrder | None:
         """The venue's view of one order by client order id; None if it has none."""
         sym = self.ccxt_of[symbol]
-        params = {"origClientOrderId": cid} if self.binance else {"clientOrderId": cid}
+        params = self._cid_params(cid)
         try:
             order = await self.call("order", self.ex.fetch_order, None, sym, params)
         except ccxt.OrderNotFound:
@@ -380,7 +407,7 @@ class CcxtVenue:
             if self.binance:
                 raise
             return await self._scan_for(cid, sym)
-        vo = parse_order(order)
+        vo = self.parse_order(order)
         if vo.client_order_id and vo.client_order_id != cid:
             return None
         return vo
@@ -395,8 +422,8 @@ class CcxtVenue:
             if not self.ex.has.get(has):
                 continue
             for o in await self.call(op, getattr(self.ex, name), sym):
-                if o.get("clientOrderId") == cid:
-                    return parse_order(o)
+                if o.get("clientOrderId") == self.ids.encode(cid):
+                    return self.parse_order(o)
         return None
 
     # -- cancel -----------------------------------------------------------------------------
@@ -416,7 +443,7 @@ class CcxtVenue:
             await self.connected.wait()
             self.stats["cancels"] += 1
             sym = self.ccxt_of[order.symbol]
-            params = {"origClientOrderId": cid} if self.binance else {"clientOrderId": cid}
+            params = self._cid_params(cid)
             try:
                 resp = await self.call(
                     "cancel", self.ex.cancel_order, order.venue_order_id or None, sym, params
@@ -443,7 +470,7 @@ class CcxtVenue:
                 if found is not None:
                     await self.apply_order(found, order.symbol)
                 continue
-            await self.apply_order(parse_order(resp), order.symbol)
+            await self.apply_order(self.parse_order(resp), order.symbol)
             return
 
     async def _query_quiet(self, cid: str, symbol: str) -> VenueOrder | None:
@@ -532,7 +559,7 @@ class CcxtVenue:
             self.alert(f"{cid}: missing fills not fetched yet: {self.text(exc)}")
             return
         for t in trades:
-            f = parse_fill(t)
+            f = self.parse_fill(t)
             if f.venue_order_id == venue_order_id:
                 self.apply_fill(f, cid)
 

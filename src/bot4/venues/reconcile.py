@@ -31,7 +31,7 @@ import ccxt
 from bot4.core.enums import OrderStatus
 from bot4.core.numbers import money_from_raw, money_to_raw
 from bot4.risk.breaker import CircuitOpen
-from bot4.venues.ccxt_parse import VenueOrder, parse_balances, parse_fill, parse_order
+from bot4.venues.ccxt_parse import VenueOrder, parse_balances
 from bot4.venues.ccxt_venue import CcxtVenue
 from bot4.venues.ccxt_wire import MS
 from bot4.venues.rate_limit import RateLimited
@@ -97,7 +97,7 @@ class Reconciler:
         sym = venue.ccxt_of[symbol]
         at_venue: dict[str, VenueOrder] = {}
         for o in await venue.call("open_orders", venue.ex.fetch_open_orders, sym):
-            vo = parse_order(o)
+            vo = venue.parse_order(o)
             at_venue[vo.client_order_id] = vo
             if vo.client_order_id not in self.om.state.orders and vo.client_order_id.startswith(
                 self.om.id_prefix + "-"
@@ -156,7 +156,7 @@ class Reconciler:
         for _ in range(10):
             page = await venue.call("my_trades", venue.ex.fetch_my_trades, sym, since, PAGE)
             for t in page:
-                f = parse_fill(t)
+                f = venue.parse_fill(t)
                 newest = max(newest, f.ts_ms)
                 cid = venue.resolve_cid(f.client_order_id, f.venue_order_id)
                 if cid is None:
@@ -169,7 +169,7 @@ class Reconciler:
             since = newest
         for vid in sorted(unknown):
             try:
-                vo = parse_order(await venue.call("order", venue.ex.fetch_order, vid, sym))
+                vo = venue.parse_order(await venue.call("order", venue.ex.fetch_order, vid, sym))
             except ccxt.OrderNotFound:
                 self.foreign.add(vid)
                 continue
