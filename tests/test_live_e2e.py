@@ -74,6 +74,8 @@ def test_paper_session_over_websockets_matches_the_venue_exactly(tmp_path: Path)
         runner, summary, account = asyncio.run(_session(srv.port, tmp_path, True))
     _check(runner, summary, account)
     assert runner.session.websockets
+    # market data is counted (delivered to the strategy, or conflated into a newer one)
+    assert summary["market_data"]["trades_delivered"]["BTCUSDT"] >= 10
     # the order book streamed (snapshot + diffs, kept in sequence by ccxt), never crossed
     assert getattr(runner.strategy, "books", 0) >= 10
     assert getattr(runner.strategy, "crossed", 0) == 0

@@ -471,6 +471,10 @@ class LiveRunner:
             "stats": dict(venue.stats),
             "alerts": list(venue.alerts),
             "balance_stream": dict(session.balance_stats),
+            "market_data": {
+                "trades_delivered": dict(session.delivered_trades),
+                "trades_conflated": dict(session.conflated_trades),
+            },
             "strategy_errors": list(self.errors),
             "denied": self.risk.denied,
             "trading_state": om.state.trading_state,

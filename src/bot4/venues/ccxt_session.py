@@ -119,6 +119,11 @@ class VenueSession:
         self.book_resync_timeout_s = 5.0  # a resync slower than this: reconnect everything
         self._resyncing: dict[str, int] = {}  # symbol -> when the gap was seen
         self.last_tick_ns: dict[str, int] = {}
+        # Market-data backpressure, counted: the trade stream hands over every trade
+        # since the last read, and only the newest reaches the strategy (conflation; the
+        # reference price needs no more).  ccxt.pro's caches bound what waits unread.
+        self.conflated_trades: dict[str, int] = {}
+        self.delivered_trades: dict[str, int] = {}
         # the venue's balances as pushed by the user stream (free, locked); see _balance_once
         self.venue_balances: dict[str, tuple[Decimal, Decimal]] = {}
         self.balance_stats = {"pushes": 0, "compared": 0, "mismatches": 0, "polled": 0}
@@ -416,6 +421,8 @@ class VenueSession:
     async def _trades_once(self, symbol: str) -> None:
         trades = await self.venue.ex.watch_trades(self.venue.ccxt_of[symbol])
         if trades and self.on_tick is not None:
+            self.conflated_trades[symbol] = self.conflated_trades.get(symbol, 0) + len(trades) - 1
+            self.delivered_trades[symbol] = self.delivered_trades.get(symbol, 0) + 1
             last = trades[-1]
             price = trade_price(last)
             if price is not None and price > 0:
