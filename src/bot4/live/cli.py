@@ -112,10 +112,14 @@ def paper_command(
             server = ServerProcess(args).start()
             creds = Credentials(key, secret)
             exchange_url = server.http
+            reload = None
         elif credentials is not None:
-            creds = Credentials.from_file(credentials, "paper")
+            file = credentials
+            creds = Credentials.from_file(file, "paper")
+            reload = lambda: Credentials.from_file(file, "paper")  # noqa: E731
         else:
             creds = Credentials.from_env("paper")
+            reload = lambda: Credentials.from_env("paper")  # noqa: E731
         if not creds.present:
             raise ValidationError("credentials", "set BOT4_PAPER_API_KEY and _SECRET", None)
         cfg = RunnerConfig(
@@ -130,6 +134,7 @@ def paper_command(
             seed=seed,
             status_interval_s=status_interval,
             books=book,
+            reload_credentials=reload,
         )
         run_config(cfg, summary)
     except (Bot4Error, OSError, RuntimeError) as exc:

@@ -126,4 +126,8 @@ def load_live_config(path: Path, exchange: str | None = None) -> RunnerConfig:
         risk_profile=RiskProfile.load(risk_file) if risk_file else None,
         keep_orders=bool(data.get("keep_orders", False)),
         books=bool(data.get("books", False)),
+        # rotated keys: the venue refuses the old ones -> read the same sources again
+        reload_credentials=lambda: credentials_for(
+            name, tomllib.loads(path.read_text(encoding="utf-8")), path
+        ),
     )

@@ -44,7 +44,7 @@ from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.market_data import Tick
 from bot4.strategy.positions import position_changed
 from bot4.venues.backoff import Backoff
-from bot4.venues.ccxt_config import VenueConfig, make_client
+from bot4.venues.ccxt_config import Credentials, VenueConfig, make_client
 from bot4.venues.ccxt_session import VenueSession
 from bot4.venues.ccxt_venue import CcxtVenue
 from bot4.venues.ccxt_wire import load_instruments
@@ -111,6 +111,8 @@ class RunnerConfig:
     resend_after_restart: bool = False
     registry: LimiterRegistry | None = None
     limiter: VenueLimiter | None = None  # overrides the registry's (benchmarks)
+    # where the credentials came from, read again if the venue refuses them (rotation)
+    reload_credentials: Callable[[], Credentials] | None = None
     status: bool = True
     books: bool = False  # stream order books to Strategy.on_book (websockets only)
     control_path: str | None = None  # operator requests (default: next to a SQLite journal)
@@ -175,6 +177,7 @@ class LiveRunner:
             risk,
             ccxt_of,
             credentials=cfg.venue.credentials,
+            reload_credentials=cfg.reload_credentials,
             limiter=cfg.limiter,
             registry=cfg.registry,
             recv_window_ms=cfg.venue.recv_window_ms,

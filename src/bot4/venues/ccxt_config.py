@@ -123,6 +123,10 @@ class RedactFilter(logging.Filter):
         super().__init__()
         self.secrets = tuple(s for s in secrets if s)
 
+    def add(self, secrets: tuple[str, ...]) -> None:
+        """Also redact these (credentials reloaded while running)."""
+        self.secrets = (*self.secrets, *(s for s in secrets if s and s not in self.secrets))
+
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         clean = redact(msg, self.secrets)

@@ -52,7 +52,7 @@ from bot4.oms.manager import OrderManager
 from bot4.oms.requests import CancelOrder, ModifyOrder, SubmitOrder
 from bot4.risk.breaker import CircuitOpen
 from bot4.risk.engine import RiskEngine
-from bot4.venues.ccxt_config import Credentials, redact
+from bot4.venues.ccxt_config import Credentials, RedactFilter, redact
 from bot4.venues.ccxt_parse import VenueFill, VenueOrder, VenueStatus, parse_fill, parse_order
 from bot4.venues.ccxt_wire import (
     MS,
@@ -84,6 +84,7 @@ class CcxtVenue:
         max_in_flight: int = 16,
         resend_unknown: bool = True,
         clock: Clock | None = None,
+        reload_credentials: Callable[[], Credentials] | None = None,
     ) -> None:
         self.ex = client
         self.om = om
@@ -93,6 +94,9 @@ class CcxtVenue:
         self.ccxt_of = dict(ccxt_symbols)
         self.bot4_of = {v: k for k, v in self.ccxt_of.items()}
         self.secrets = (credentials or Credentials()).values()
+        # Where the credentials came from (env, file): read again when the venue says
+        # they no longer work (rotated keys), then the refused request is retried once.
+        self.reload_credentials = reload_credentials
         key = hashlib.sha256(self.secrets[0].encode()).hexdigest()[:8] if self.secrets else ""
         self.limiter = limiter or (registry or DEFAULT_REGISTRY).for_venue(
             self.name, float(getattr(client, "rateLimit", 100) or 100), key
@@ -285,7 +289,8 @@ class CcxtVenue:
             return
         sent_ns = self.clock.now_ns()
         self.stats["creates"] += 1
-        for _ in range(5):  # only WAIT (a throttle, provably not executed) loops
+        reauthed = False
+        for _ in range(5):  # only WAIT and one re-authentication (not executed) loop
             try:
                 resp = await self.call("create", self.ex.create_order, *self.order_args(order))
             except (CircuitOpen, RateLimited) as exc:
@@ -296,11 +301,37 @@ class CcxtVenue:
                 action = classify(exc, write=True)
                 if action is ErrorAction.WAIT:
                     continue  # the limiter now holds every request until Retry-After
+                if action is ErrorAction.REAUTHENTICATE and not reauthed and self.reauth():
+                    reauthed = True
+                    continue  # refused before execution: safe to send again
                 await self._create_failed(cid, exc, action, sent_ns)
                 return
             await self.apply_order(self.parse_order(resp), order.symbol)
             return
         self._om(self.om.on_rejected, cid, "not sent: throttled five times")
+
+    def reauth(self) -> bool:
+        """Load the credentials again; True if they changed and the client now uses
+        them (ccxt signs every request with its current ``apiKey``/``secret``)."""
+        if self.reload_credentials is None:
+            return False
+        try:
+            creds = self.reload_credentials()
+        except (Bot4Error, OSError) as exc:
+            self.alert(f"re-authentication: cannot load credentials: {exc}")
+            return False
+        if not creds.present or creds.values() == self.secrets:
+            return False
+        for filt in getattr(self.ex.logger, "filters", ()):
+            if isinstance(filt, RedactFilter):
+                filt.add(creds.values())
+        self.ex.apiKey, self.ex.secret = creds.api_key, creds.secret
+        if creds.password:
+            self.ex.password = creds.password
+        self.secrets = creds.values()
+        self.stats["reauthenticated"] = self.stats.get("reauthenticated", 0) + 1
+        self.alert("re-authenticated with reloaded credentials")
+        return True
 
     async def _create_failed(
         self, cid: str, exc: BaseException, action: ErrorAction, sent_ns: int

@@ -1,16 +1,19 @@
-"""Client ids on venues with stricter rules than Binance: bot4's names go out unchanged
-where the venue takes them, as a UUID5 where it does not, and every report the venue
-sends back is read under bot4's name -- including the ask-before-resend search."""
+"""Who bot4 is at a venue: client ids on venues with stricter rules than Binance (sent
+unchanged where the venue takes them, as a UUID5 where it does not, every report read
+back under bot4's name, including the ask-before-resend search), and API keys rotated
+while running (reloaded from their source, the refused order sent again once)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
 import ccxt
 import pytest
 
+from bot4.venues.ccxt_config import Credentials
 from bot4.venues.client_ids import ClientIdCodec
 from tests.test_live_units import FakeExchange, _place, _setup
 
@@ -79,3 +82,45 @@ def test_an_okx_order_is_placed_and_found_under_its_sent_name(fault: str) -> Non
     (sent,) = fake.orders
     assert OKX_RULE.match(sent) and sent != cid
     assert ClientIdCodec("okx").encode(cid) == sent
+
+
+class RotatingKeys(FakeExchange):
+    """A venue whose account key was rotated: requests signed with the old one are
+    refused with Binance's -2015 (ccxt AuthenticationError), before anything executes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.apiKey, self.secret = "old-key", "old-secret"
+        self.logger = logging.getLogger("bot4.test.rotating")
+
+    async def create_order(self, *args: Any) -> dict[str, Any]:
+        if self.apiKey != "new-key":
+            self.creates += 1
+            raise ccxt.AuthenticationError('binance {"code":-2015,"msg":"Invalid API-key"}')
+        return await super().create_order(*args)
+
+
+@pytest.mark.parametrize("rotated", [True, False])
+def test_rotated_credentials_are_reloaded_and_the_order_retried_once(rotated: bool) -> None:
+    async def go() -> tuple[str, FakeExchange, Any]:
+        fake = RotatingKeys()
+        om, venue = _setup(fake)
+        new = (
+            Credentials("new-key", "new-secret")
+            if rotated
+            else Credentials("old-key", "old-secret")
+        )
+        venue.secrets = ("old-key", "old-secret")
+        venue.reload_credentials = lambda: new
+        cid = await _place(om, venue)
+        return om.state.orders[cid].status.value, fake, venue
+
+    status, fake, venue = asyncio.run(go())
+    if rotated:
+        # refused once with the old key, sent again once with the reloaded one
+        assert status == "ACCEPTED" and fake.creates == 2 and len(fake.orders) == 1
+        assert fake.apiKey == "new-key" and venue.stats["reauthenticated"] == 1
+    else:
+        # nothing new to load: the refusal stands and the kill switch stops new risk
+        assert status == "REJECTED" and fake.creates == 1 and not fake.orders
+        assert venue.risk.kill_switch.tripped
