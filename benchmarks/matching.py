@@ -10,9 +10,10 @@ Measures:
   (1-50 ticks behind the touch), 30 % cancels of resting orders and 10 % marketable
   orders (IOC limits through the touch and market orders).  The flow is generated once
   against a live engine, so every cancel names an order that is still resting; the timed
-  run replays it on a fresh engine (request objects built beforehand) and must end in
-  the same state.  Counted: requests / elapsed, each a full call with validation,
-  balance locks, fees and execution reports.
+  run replays it on a fresh engine (request objects built beforehand, then copied into
+  one compact block: see ``generated_flow``) and must end in the same state.  Counted:
+  requests / elapsed, each a full call with validation, balance locks, fees and
+  execution reports.
 * L3 messages per second: the Bitfinex raw tBTCUSD feed (100,001 messages) applied
   to an empty ``OrderBook`` by ``BitfinexL3Feed``, from the parsed JSON list (``json``
   parsing not timed) to the finished book, including the exact float-to-integer
