@@ -120,22 +120,15 @@ class Backtest:
         om.deposit(self.quote, self.cash_value)
         risk = RiskEngine(om, self.risk_profile or RiskProfile.default())
         venue = BarVenue(om, self.fee_bps, self.maker_fee_bps)
-        strategy = self.strategy_cls(**self.params)
-        timers: list[list[Any]] = []
-
-        def set_timer(name: str, interval_ns: int) -> None:
-            if interval_ns <= 0:
-                raise ValidationError("interval_ns", "must be > 0", interval_ns)
-            timers.append([clock.now_ns() + interval_ns, interval_ns, name])
-
-        ctx = StrategyContext(
-            risk, clock, self.instruments, series[0].symbol, venue.process, set_timer
+        strategy, recorder, timers = start_strategy(
+            self.strategy_cls(**self.params),
+            om,
+            risk,
+            clock,
+            self.instruments,
+            series[0].symbol,
+            venue.process,
         )
-        strategy._bind(ctx)
-        recorder = _Recorder(om, strategy, ctx)
-        om.listeners.append(recorder.on_event)
-        strategy.on_start()
-        venue.process()
 
         n_total = sum(len(s) for s in series)
         equity_ts = np.empty(n_total, dtype=np.int64)
@@ -255,6 +248,33 @@ class Backtest:
         self.risk = risk
         self.strategy = strategy
         return result
+
+
+def start_strategy(
+    strategy: Strategy,
+    om: OrderManager,
+    risk: RiskEngine,
+    clock: TestClock,
+    instruments: dict[str, Instrument],
+    default_symbol: str,
+    after_action: Callable[[], None],
+) -> tuple[Strategy, _Recorder, list[list[Any]]]:
+    """Bind a strategy to a backtest's order path (its context, timers on the simulated
+    clock, the recorder of fills and trades), start it and send what it ordered."""
+    timers: list[list[Any]] = []
+
+    def set_timer(name: str, interval_ns: int) -> None:
+        if interval_ns <= 0:
+            raise ValidationError("interval_ns", "must be > 0", interval_ns)
+        timers.append([clock.now_ns() + interval_ns, interval_ns, name])
+
+    ctx = StrategyContext(risk, clock, instruments, default_symbol, after_action, set_timer)
+    strategy._bind(ctx)
+    recorder = _Recorder(om, strategy, ctx)
+    om.listeners.append(recorder.on_event)
+    strategy.on_start()
+    after_action()
+    return strategy, recorder, timers
 
 
 def _merged_order(series: list[BarSeries]) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bot4.backtest.engine import _fire_timers, _Recorder
+from bot4.backtest.engine import _fire_timers, start_strategy
 from bot4.backtest.result import BacktestResult
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide
@@ -37,7 +37,7 @@ from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
 from bot4.sim.models import LatencyModel, LatencyOp
 from bot4.sim.tick_venue import TickVenue
-from bot4.strategy.base import Strategy, StrategyContext
+from bot4.strategy.base import Strategy
 from bot4.strategy.market_data import Quote, Tick, book_dict
 
 
@@ -134,22 +134,15 @@ class TickBacktest:
             model = LatencyModel.calibrated(self.seed)
             latency = lambda: model.sample(LatencyOp.SUBMIT)  # noqa: E731
         venue = TickVenue(om, set_time, self.fee_bps, self.maker_fee_bps, latency)
-        strategy = self.strategy_cls(**self.params)
-        timers: list[list[Any]] = []
-
-        def set_timer(name: str, interval_ns: int) -> None:
-            if interval_ns <= 0:
-                raise ValidationError("interval_ns", "must be > 0", interval_ns)
-            timers.append([clock.now_ns() + interval_ns, interval_ns, name])
-
-        ctx = StrategyContext(
-            risk, clock, self.instruments, self.symbols[0], venue.process, set_timer
+        strategy, recorder, timers = start_strategy(
+            self.strategy_cls(**self.params),
+            om,
+            risk,
+            clock,
+            self.instruments,
+            self.symbols[0],
+            venue.process,
         )
-        strategy._bind(ctx)
-        recorder = _Recorder(om, strategy, ctx)
-        om.listeners.append(recorder.on_event)
-        strategy.on_start()
-        venue.process()
 
         wants_book = type(strategy).on_book is not Strategy.on_book
         pair = {s: f"{i.base}/{i.quote}" for s, i in self.instruments.items()}

@@ -97,10 +97,19 @@ def _symbol(cols: dict[str, list[str]], symbol: str | None, n: int) -> str:
     return names.pop().replace("/", "").upper()
 
 
-def _ts_ns(text: str, row: int) -> int:
-    if not text.isdigit():
-        raise ValidationError("timestamp", f"row {row}: microseconds since the epoch", text)
-    return int(text) * 1000
+def _timestamps(column: list[str]) -> list[int]:
+    """tardis microsecond timestamps as ns, refusing text and time going backwards."""
+    out = []
+    last = 0
+    for row, text in enumerate(column):
+        if not text.isdigit():
+            raise ValidationError("timestamp", f"row {row}: microseconds since the epoch", text)
+        ts = int(text) * 1000
+        if ts < last:
+            raise ValidationError("timestamp", f"row {row}: earlier than the row before", ts)
+        out.append(ts)
+        last = ts
+    return out
 
 
 def load_tardis_trades(path: str | Path, symbol: str | None = None) -> list[TradeEvent]:
@@ -110,12 +119,7 @@ def load_tardis_trades(path: str | Path, symbol: str | None = None) -> list[Trad
     sym = _symbol(cols, symbol, n)
     sides = {"buy": OrderSide.BUY, "sell": OrderSide.SELL}
     out = []
-    last = 0
-    for i in range(n):
-        ts = _ts_ns(cols["timestamp"][i], i)
-        if ts < last:
-            raise ValidationError("timestamp", f"row {i}: earlier than the row before", ts)
-        last = ts
+    for i, ts in enumerate(_timestamps(cols["timestamp"])):
         price = parse_raw(cols["price"][i], "price")
         qty = parse_raw(cols["amount"][i], "amount")
         if price <= 0 or qty <= 0:
@@ -131,12 +135,7 @@ def load_tardis_quotes(path: str | Path, symbol: str | None = None) -> list[Quot
     n = len(cols["timestamp"])
     sym = _symbol(cols, symbol, n)
     out = []
-    last = 0
-    for i in range(n):
-        ts = _ts_ns(cols["timestamp"][i], i)
-        if ts < last:
-            raise ValidationError("timestamp", f"row {i}: earlier than the row before", ts)
-        last = ts
+    for i, ts in enumerate(_timestamps(cols["timestamp"])):
         bid, bid_qty = parse_raw(cols["bid_price"][i], "bid"), parse_raw(cols["bid_amount"][i], "")
         ask, ask_qty = parse_raw(cols["ask_price"][i], "ask"), parse_raw(cols["ask_amount"][i], "")
         if not 0 < bid < ask:
