@@ -140,10 +140,24 @@ cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept
     Py_XDECREF(old)
 
 
+cdef extern from *:
+    """
+    /* An exact int's truth from its size field -- CPython 3.11's layout only (3.12
+       keeps sign and size in lv_tag, where zero is not 0): elsewhere the generic test. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    #define BOT4_INT_NZ(o) (Py_SIZE(o) != 0)
+    #else
+    #define BOT4_INT_NZ(o) PyObject_IsTrue(o)
+    #endif
+    """
+    int BOT4_INT_NZ(object o) except -1
+
+
 cdef inline int _nz(object x) except -1:
-    """``bool(x)``; for an exact int, its size field (0 iff it is zero) read in C."""
+    """``bool(x)``; for an exact int on CPython 3.11, its size field (0 iff it is zero)
+    read in C."""
     if type(x) is int:
-        return Py_SIZE(x) != 0
+        return BOT4_INT_NZ(x)
     return bool(x)
 
 
