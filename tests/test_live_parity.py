@@ -34,8 +34,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bot4.backtest.engine import Backtest
 from bot4.core.enums import OrderSide, OrderType
 from bot4.core.events import OrderFilled
@@ -192,8 +190,7 @@ async def _paper(tmp: Path, srv: ServerProcess, bar_ms: list[int]) -> tuple[Live
 
 
 def test_backtest_and_paper_agree_on_recorded_bars(tmp_path: Path) -> None:
-    if not BARS.exists():
-        pytest.skip(f"market data not found: {BARS}")
+    assert BARS.exists(), f"market data not found: {BARS}"
     bt_strategy, bt, result = _backtest()
     bar_ms = [ts // 1_000_000 for ts, *_ in bt_strategy.seen]
     assert len(bar_ms) == COUNT

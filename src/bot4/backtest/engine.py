@@ -37,7 +37,7 @@ from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
-from bot4.strategy.indicators import Indicator
+from bot4.strategy.indicators import BatchIndicator
 from bot4.strategy.positions import position_changed
 
 CHUNK = 1 << 16
@@ -145,12 +145,12 @@ class Backtest:
         # were computed for the whole series at once (``Indicator.batch``, the same
         # numbers): those only advance, value by value.
         indicators: dict[str, list[Any]] = {s.symbol: [] for s in series}
-        precomputed: dict[str, list[Indicator]] = {s.symbol: [] for s in series}
+        precomputed: dict[str, list[BatchIndicator]] = {s.symbol: [] for s in series}
         by_symbol = {s.symbol: s for s in series}
         for sym, ind in strategy._indicators:
             if sym not in indicators:
                 raise ValidationError("symbol", "an indicator's symbol has no data", sym)
-            if ind.can_batch(by_symbol[sym].close):
+            if isinstance(ind, BatchIndicator) and ind.can_batch(by_symbol[sym].close):
                 precomputed[sym].append(ind)
             else:
                 indicators[sym].append(ind.update)
@@ -298,10 +298,12 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(s[a]), int(b[a]), int(b[z - 1]) + 1) for a, z in zip(starts, stops, strict=True)]
 
 
-def _batch_values(ind: Indicator, closes: NDArray[np.float64], i0: int, i1: int) -> list[float]:
+def _batch_values(
+    ind: BatchIndicator, closes: NDArray[np.float64], i0: int, i1: int
+) -> list[float]:
     """The indicator's values for bars i0..i1-1, from the chunk and the inputs before it
     that its values still depend on (chunk by chunk: no series-long temporaries)."""
-    start = max(0, i0 - (ind.lookback or 0))
+    start = max(0, i0 - ind.lookback)
     return ind.batch(closes[start:i1])[i0 - start :].tolist()  # type: ignore[no-any-return]
 
 

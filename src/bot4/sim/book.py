@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 # -- order record fields ---------------------------------------------------------------
@@ -85,9 +86,8 @@ class BookQueries:
     bid_keys: list[int]  # prices ascending: best bid last
     ask_keys: list[int]  # -price ascending: best ask last
     orders: dict[int, Record]
-
-    def remove_record(self, rec: Record) -> None:
-        raise NotImplementedError
+    # the mutation ``cancel`` needs; each book (pure and compiled) implements it
+    remove_record: Callable[[Record], None]
 
     # -- queries -------------------------------------------------------------------------
     def __len__(self) -> int:

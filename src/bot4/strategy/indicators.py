@@ -39,23 +39,32 @@ class Indicator(ABC):
     def update(self, x: float) -> float:
         """Feed the next input; return the new value."""
 
-    #: How many earlier inputs ``batch`` needs to continue a series (None: no batch).
-    lookback: int | None = None
 
+class BatchIndicator(Indicator):
+    """An indicator that can also compute a whole series at once, exactly as ``update``
+    would.  A backtest knows the series in advance and computes values chunk by chunk
+    with ``batch`` (where ``can_batch`` says so); live, every value comes from
+    ``update``."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def lookback(self) -> int:
+        """How many earlier inputs ``batch`` needs to continue a series."""
+
+    @abstractmethod
     def can_batch(self, xs: NDArray[np.float64]) -> bool:
         """Whether ``batch`` gives exactly ``update``'s numbers over all of ``xs`` for
-        this (fresh) indicator.  A backtest knows the whole series in advance and then
-        computes values chunk by chunk with ``batch``; live, every value comes from
-        ``update``."""
-        return False
+        this (fresh) indicator."""
 
+    @abstractmethod
     def batch(self, xs: NDArray[np.float64]) -> NDArray[np.float64]:
         """The values a fresh indicator's ``update`` returns when fed ``xs`` in order
         (reads and changes nothing of this one)."""
-        raise NotImplementedError(f"{type(self).__name__} has no batch form")
 
 
-class SMA(Indicator):
+class SMA(BatchIndicator):
     """Simple moving average, exact: a running integer sum at 1e-8 resolution."""
 
     __slots__ = ("_sum", "_window")
@@ -81,7 +90,7 @@ class SMA(Indicator):
         return self.value
 
     @property
-    def lookback(self) -> int:  # type: ignore[override]
+    def lookback(self) -> int:
         return self.period - 1  # a value depends on the last ``period`` inputs only
 
     def can_batch(self, xs: NDArray[np.float64]) -> bool:
