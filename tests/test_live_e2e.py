@@ -5,6 +5,7 @@ positions and balances equal the exchange's own account state exactly (Decimal).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,33 @@ def test_bracket_stop_lives_at_the_venue_and_close_position_waits_for_its_cancel
     # flat but for the dust below one step that the entry's BTC fee left (spot)
     assert Decimal(0) <= Decimal(summary["positions"]["BTCUSDT"]) < Decimal("0.00001")
     assert summary["alerts"] == []
+
+
+class QuoteWatcher(Churn):
+    """Churn, also reading quotes: ``on_quote`` gets the book stream's best levels."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.quotes: list[Any] = []
+
+    def on_quote(self, quote: Any) -> None:
+        self.quotes.append(quote)
+
+
+def test_on_quote_gets_the_books_best_levels_in_paper(tmp_path: Path) -> None:
+    async def go(port: int) -> LiveRunner:
+        cfg = _config(port, tmp_path, True, 4.0)
+        cfg.strategy = QuoteWatcher
+        runner = LiveRunner(cfg)
+        await asyncio.wait_for(runner.run(), 40)
+        return runner
+
+    with running_server() as srv:
+        runner = asyncio.run(go(srv.port))
+    quotes = runner.strategy.quotes  # type: ignore[attr-defined]
+    assert len(quotes) >= 5
+    for q in quotes:
+        assert q.symbol == "BTCUSDT" and 0 < q.bid < q.ask and q.bid_qty > 0 < q.ask_qty
+    tops = [(q.bid, q.bid_qty, q.ask, q.ask_qty) for q in quotes]
+    assert all(a != b for a, b in itertools.pairwise(tops))  # changes only
+    assert [q.ts_ns for q in quotes] == sorted(q.ts_ns for q in quotes)

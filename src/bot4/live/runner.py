@@ -41,7 +41,7 @@ from bot4.oms.state import TradingState
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
 from bot4.strategy.base import Bar, Strategy, StrategyContext
-from bot4.strategy.market_data import Tick
+from bot4.strategy.market_data import Quote, Tick
 from bot4.strategy.positions import position_changed
 from bot4.venues.backoff import Backoff
 from bot4.venues.ccxt_config import Credentials, VenueConfig, make_client
@@ -183,6 +183,8 @@ class LiveRunner:
             recv_window_ms=cfg.venue.recv_window_ms,
             clock=self.clock,
         )
+        self._wants_quotes = cfg.strategy.on_quote is not Strategy.on_quote
+        self._last_quote: dict[str, tuple[Any, ...]] = {}
         self.session = VenueSession(
             self.venue,
             Reconciler(self.venue, resend_after_restart=cfg.resend_after_restart),
@@ -193,7 +195,8 @@ class LiveRunner:
             connection_grace_s=cfg.connection_grace_s,
             fresh_journal=self.fresh,
             on_tick=self.on_tick,
-            on_book=self.on_book if cfg.books else None,
+            # the book stream feeds on_book, and on_quote (its best levels) if overridden
+            on_book=self.on_book if cfg.books or self._wants_quotes else None,
         )
         self.strategy = strategy = cfg.strategy(**cfg.params)
         default = next(iter(instruments))
@@ -217,9 +220,21 @@ class LiveRunner:
             self._guard(self.strategy.on_trade, Tick(symbol, price, ts_ns))
 
     def on_book(self, symbol: str, book: Any) -> None:
-        """An order-book update (ccxt's book: ``bids``/``asks`` lists, ``nonce``)."""
-        if self.started_ns:
+        """An order-book update (ccxt's book: ``bids``/``asks`` lists, ``nonce``); its
+        best levels, when they changed, are the strategy's ``on_quote``."""
+        if not self.started_ns:
+            return
+        if self.cfg.books:
             self._guard(self.strategy.on_book, book)
+        if self._wants_quotes:
+            bids, asks = book.get("bids"), book.get("asks")
+            if bids and asks:
+                top = (bids[0][0], bids[0][1], asks[0][0], asks[0][1])
+                if top != self._last_quote.get(symbol):
+                    self._last_quote[symbol] = top
+                    bid, bid_qty, ask, ask_qty = (Decimal(str(x)) for x in top)
+                    quote = Quote(symbol, self.clock.now_ns(), bid, bid_qty, ask, ask_qty)
+                    self._guard(self.strategy.on_quote, quote)
 
     async def _bars(self) -> None:
         """Closed candles, polled: each one once, in order, after its close."""
