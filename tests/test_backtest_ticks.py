@@ -391,3 +391,11 @@ def test_cli_runs_a_tick_backtest(tmp_path: Path) -> None:
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["bars"] > 10_000 and figures["trades"] >= 10
     assert report.stat().st_size > 10_000
+
+
+def test_progress_is_reported_up_to_every_event(trades: list[TradeEvent]) -> None:
+    seen: list[tuple[int, int]] = []
+    TickBacktest(TickMomentum, trades, cash=1_000_000).run(lambda d, t: seen.append((d, t)))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and seen[-1] == (len(trades), len(trades))
+    assert len(seen) >= 2 and {t for _, t in seen} == {len(trades)}

@@ -141,7 +141,7 @@ def _tick_backtest(
         except ArithmeticError:
             raise ValidationError("latency", 'milliseconds or "calibrated"', latency) from None
     events = load_tick_events(paths, None)
-    return TickBacktest(
+    bt = TickBacktest(
         cls,
         events,
         params=params,
@@ -151,7 +151,23 @@ def _tick_backtest(
         latency=lat,
         seed=seed,
         risk_profile=profile,
-    ).run()
+    )
+    with _progress("events") as progress:
+        task = progress.add_task(f"{cls.__name__} {bt.symbols[0]}", total=len(events))
+        return bt.run(lambda done, total: progress.update(task, completed=done))
+
+
+def _progress(unit: str) -> Progress:
+    """The run's progress bar on stderr (off when stderr is not a terminal)."""
+    return Progress(
+        TextColumn("[bold]backtest[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} " + unit),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
 
 
 def _bar_backtest(
@@ -185,15 +201,7 @@ def _bar_backtest(
         risk_profile=profile,
         journal_url=f"sqlite:///{journal.resolve()}" if journal else None,
     )
-    with Progress(
-        TextColumn("[bold]backtest[/] {task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} bars"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    ) as progress:
+    with _progress("bars") as progress:
         task = progress.add_task(f"{cls.__name__} {sym}", total=len(series))
         return bt.run(lambda done, total: progress.update(task, completed=done))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -118,7 +118,8 @@ class TickBacktest:
             raise ValidationError("book_levels", "must be > 0", book_levels)
         self.book_levels = book_levels
 
-    def run(self) -> BacktestResult:
+    def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+        """Run through every event; ``progress(done, total)`` every 16,384 events."""
         started = time.perf_counter()
         events = self.events
         clock = TestClock(events[0].ts_ns)
@@ -201,6 +202,8 @@ class TickBacktest:
                     )
             if timers:
                 _fire_timers(timers, clock.now_ns(), strategy)
+            if progress is not None and not k & 0x3FFF:
+                progress(k, n)
             value = risk.equity_money()
             if value is not None:
                 last_equity = value / money
@@ -208,6 +211,8 @@ class TickBacktest:
             equity[k] = last_equity
         strategy.on_stop()
         venue.process()
+        if progress is not None:
+            progress(n, n)
         final = risk.equity_money() or 0
         prices = {
             s: (np.array(price_ts[s], dtype=np.int64), np.array(price_px[s], dtype=np.float64))
