@@ -399,3 +399,38 @@ def test_progress_is_reported_up_to_every_event(trades: list[TradeEvent]) -> Non
     done = [d for d, _ in seen]
     assert done == sorted(done) and seen[-1] == (len(trades), len(trades))
     assert len(seen) >= 2 and {t for _, t in seen} == {len(trades)}
+
+
+def test_fok_counts_liquidity_beyond_the_first_levels() -> None:
+    """A fill-or-kill that needs more than the first 50 levels still fills when the book
+    holds enough within its limit, and expires when it does not."""
+    from bot4.core.enums import TimeInForce
+
+    asks = tuple((100_000 * 10**9 + i * 10**7, 10**6) for i in range(200))  # 200 x 0.001
+    bids = ((99_000 * 10**9, 10**9),)
+    book = DepthEvent(1_000, "BTCUSDT", bids, asks, snapshot=True)
+    trade = TradeEvent(2_000, "BTCUSDT", 100_000 * 10**9, 10**6, None)
+
+    class Fok(Strategy):
+        qty: Decimal = Decimal("0.15")
+
+        def on_start(self) -> None:
+            self.sent = False
+
+        def on_trade(self, t: Tick) -> None:
+            if not self.sent:
+                self.sent = True
+                self.buy(
+                    self.qty,
+                    limit=Decimal(100_002),
+                    time_in_force=TimeInForce.FOK,
+                    stop_loss_pct=Decimal("5"),
+                )
+
+    filled = TickBacktest(Fok, [book, trade], cash=10**8).run()
+    assert sum(f.qty for f in filled.fills) == Decimal("0.15")  # 150 levels walked
+    assert len(filled.fills) == 150
+    too_big = TickBacktest(Fok, [book, trade], params={"qty": "0.25"}, cash=10**8)
+    result = too_big.run()
+    assert not result.fills  # 200 levels hold only 0.2 within the limit
+    assert {o.status.value for o in too_big.state.orders.values()} == {"EXPIRED", "CANCELED"}

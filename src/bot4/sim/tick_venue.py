@@ -176,21 +176,27 @@ class TickVenue:
 
     @staticmethod
     def _available(order: Order, book: L2Book | None, limit: int) -> int:
-        """What the book offers within ``limit`` (0 if it does not cross)."""
+        """What the book offers within ``limit`` (0 if it does not cross), counted up to
+        the order's leaves quantity -- enough for the FOK and post-only decisions.
+        Levels are read best first in growing batches: a deep book is not sorted whole
+        for an order that the first levels already answer."""
         if book is None:
             return 0
-        total = 0
-        if order.side is _BUY:
-            for price, qty in book.depth(_SELL, 50):
-                if price > limit:
-                    break
+        need = order.leaves_qty_raw
+        side = _SELL if order.side is _BUY else _BUY
+        batch = 16
+        while True:
+            levels = book.depth(side, batch)
+            total = 0
+            for price, qty in levels:
+                if (price > limit) if side is _SELL else (price < limit):
+                    return total
                 total += qty
-        else:
-            for price, qty in book.depth(_BUY, 50):
-                if price < limit:
-                    break
-                total += qty
-        return total
+                if total >= need:
+                    return total
+            if len(levels) < batch:
+                return total
+            batch *= 4
 
     def _take(self, order: Order, book: L2Book, limit: int | None) -> None:
         """Fill from the best opposite levels while they are within ``limit``; what is
