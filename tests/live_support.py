@@ -289,3 +289,19 @@ class BracketOnce(Strategy):
         if self.phase == 1 and not self.is_flat():
             self.phase = 2
             self.close_position()
+
+
+def recovery_after(runner: Any, back_ns: int) -> tuple[Any, float, float]:
+    """After the venue came back at ``back_ns``: (the session's recovery record, seconds
+    until new orders were allowed, seconds until the first order was submitted)."""
+    from bot4.core.events import OrderSubmitted
+    from bot4.oms.journal import SqlJournal
+
+    rec = runner.session.recoveries[1]
+    with SqlJournal(runner.cfg.journal_url) as journal:
+        first_order = min(
+            e.ts_event
+            for e in journal.read()
+            if isinstance(e, OrderSubmitted) and e.ts_event > back_ns
+        )
+    return rec, (rec.ready_ns - back_ns) / 1e9, (first_order - back_ns) / 1e9

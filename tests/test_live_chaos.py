@@ -37,6 +37,7 @@ from tests.live_support import (
     check_journal_matches_venue,
     free_port,
     no_stop_profile,
+    recovery_after,
     running_server,
     start_server,
     venue_account,
@@ -100,15 +101,7 @@ def test_exchange_restart_mid_session(tmp_path: Path) -> None:
             result["server"].stop()
             result["server"].close()
     runner: LiveRunner = result["runner"]
-    rec = runner.session.recoveries[1]
-    allowed_s = (rec.ready_ns - result["back_ns"]) / 1e9
-    with SqlJournal(runner.cfg.journal_url) as journal:
-        first_order = min(
-            e.ts_event
-            for e in journal.read()
-            if isinstance(e, OrderSubmitted) and e.ts_event > result["back_ns"]
-        )
-    first_order_s = (first_order - result["back_ns"]) / 1e9
+    rec, allowed_s, first_order_s = recovery_after(runner, result["back_ns"])
     print(
         f"\nexchange restart: new orders allowed {allowed_s:.3f} s after the venue was back "
         f"(reconciliation {rec.recovery_s:.3f} s, {rec.probes} probes); first order "

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot4.core.enums import OrderSide, OrderType
-from bot4.core.events import OrderSubmitted
 from bot4.live.runner import LiveRunner, RunnerConfig
-from bot4.oms.journal import SqlJournal
 from bot4.oms.requests import OrderRequest
 from bot4.risk.denials import DenialReason, RiskDenied
 from bot4.server.process import ServerProcess
@@ -35,6 +33,7 @@ from tests.live_support import (
     check_journal_matches_venue,
     free_port,
     no_stop_profile,
+    recovery_after,
     server_args,
     start_server,
     venue_account,
@@ -126,15 +125,7 @@ def test_exchange_sigkill_mid_session_loses_and_doubles_nothing(tmp_path: Path) 
             result["server"].stop()
             result["server"].close()
     runner: LiveRunner = result["runner"]
-    rec = runner.session.recoveries[1]
-    allowed_s = (rec.ready_ns - result["back_ns"]) / 1e9
-    with SqlJournal(runner.cfg.journal_url) as journal:
-        first_order = min(
-            e.ts_event
-            for e in journal.read()
-            if isinstance(e, OrderSubmitted) and e.ts_event > result["back_ns"]
-        )
-    first_order_s = (first_order - result["back_ns"]) / 1e9
+    rec, allowed_s, first_order_s = recovery_after(runner, result["back_ns"])
     stats = runner.venue.stats
     print(
         f"\nexchange SIGKILL: at the kill {result['at_kill']}; restart (log replay) "
@@ -185,17 +176,7 @@ def test_depth_sequence_gap_holds_orders_and_resyncs_from_a_snapshot(tmp_path: P
     out: dict[str, Any] = {}
 
     async def go() -> None:
-        cfg = RunnerConfig(
-            VenueConfig.local(srv.http, Credentials(KEY, SECRET)),
-            ["BTC/USDT"],
-            Books,
-            journal_url=f"sqlite:///{tmp_path / 'journal.db'}",
-            risk_profile=no_stop_profile(),
-            status=False,
-            seed=3,
-            books=True,
-        )
-        runner = LiveRunner(cfg)
+        runner = LiveRunner(_books_config(srv, tmp_path))
         stop = asyncio.Event()
         task = asyncio.ensure_future(runner.run(stop))
         rest = point_ccxt(ccxt_async.binance(ccxt_options(KEY, SECRET)), srv.port)
@@ -278,17 +259,7 @@ def test_a_resync_that_does_not_finish_in_time_reconnects(tmp_path: Path) -> Non
     out: dict[str, Any] = {}
 
     async def go() -> None:
-        cfg = RunnerConfig(
-            VenueConfig.local(srv.http, Credentials(KEY, SECRET)),
-            ["BTC/USDT"],
-            Books,
-            journal_url=f"sqlite:///{tmp_path / 'journal.db'}",
-            risk_profile=no_stop_profile(),
-            status=False,
-            seed=3,
-            books=True,
-        )
-        runner = LiveRunner(cfg)
+        runner = LiveRunner(_books_config(srv, tmp_path))
         stop = asyncio.Event()
         task = asyncio.ensure_future(runner.run(stop))
         try:
@@ -325,3 +296,17 @@ def test_a_resync_that_does_not_finish_in_time_reconnects(tmp_path: Path) -> Non
     assert out["held"] is False and out["resyncs"] == []
     assert out["summary"]["strategy_errors"] == []
     assert out["frozen"] > 0 and gc.get_freeze_count() == 0  # tune_gc ran, then undone
+
+
+def _books_config(srv: ServerProcess, tmp_path: Path) -> RunnerConfig:
+    """A session streaming order books (``Books``) against ``srv``."""
+    return RunnerConfig(
+        VenueConfig.local(srv.http, Credentials(KEY, SECRET)),
+        ["BTC/USDT"],
+        Books,
+        journal_url=f"sqlite:///{tmp_path / 'journal.db'}",
+        risk_profile=no_stop_profile(),
+        status=False,
+        seed=3,
+        books=True,
+    )
