@@ -194,74 +194,55 @@ class Exchange:
     # -- commands ------------------------------------------------------------------------
     # Each pins the engine's clock for the command (unless a replay holds it already),
     # records the accepted command, then publishes.  A refusal raises before the record.
-    def submit(self, req: NewOrder) -> list[ExecutionReport]:
-        """Place an order (raises ``BinanceError`` with nothing changed if refused)."""
+    def _command(
+        self,
+        run: Callable[[], list[ExecutionReport]],
+        entry: Callable[[int], list[Any]],
+        req: NewOrder | None = None,
+    ) -> list[ExecutionReport]:
         clock = self.command_clock
         held = clock.pinned
         t = clock.pinned = held or clock.inner.now_ns()
         try:
-            reports = self.engine.submit(req)
+            reports = run()
         finally:
             clock.pinned = held
         if self.recorder is not None:
-            self.recorder(cl.order_entry(t, req))
+            self.recorder(entry(t))
         self._publish(reports, req)
         return reports
+
+    def submit(self, req: NewOrder) -> list[ExecutionReport]:
+        """Place an order (raises ``BinanceError`` with nothing changed if refused)."""
+        return self._command(lambda: self.engine.submit(req), lambda t: cl.order_entry(t, req), req)
 
     def cancel(
         self, account: str, symbol: str, order_id: int | None = None, client_order_id: str = ""
     ) -> list[ExecutionReport]:
-        clock = self.command_clock
-        held = clock.pinned
-        t = clock.pinned = held or clock.inner.now_ns()
-        try:
-            reports = self.engine.cancel(account, symbol, order_id, client_order_id)
-        finally:
-            clock.pinned = held
-        if self.recorder is not None:
-            self.recorder([cl.CANCEL, t, account, symbol, order_id, client_order_id])
-        self._publish(reports, None)
-        return reports
+        return self._command(
+            lambda: self.engine.cancel(account, symbol, order_id, client_order_id),
+            lambda t: [cl.CANCEL, t, account, symbol, order_id, client_order_id],
+        )
 
     def cancel_all(self, account: str, symbol: str) -> list[ExecutionReport]:
-        clock = self.command_clock
-        held = clock.pinned
-        t = clock.pinned = held or clock.inner.now_ns()
-        try:
-            reports = self.engine.cancel_all(account, symbol)
-        finally:
-            clock.pinned = held
-        if self.recorder is not None:
-            self.recorder([cl.CANCEL_ALL, t, account, symbol])
-        self._publish(reports, None)
-        return reports
+        return self._command(
+            lambda: self.engine.cancel_all(account, symbol),
+            lambda t: [cl.CANCEL_ALL, t, account, symbol],
+        )
 
     def amend(
         self, account: str, symbol: str, order_id: int, new_qty: int
     ) -> list[ExecutionReport]:
-        clock = self.command_clock
-        held = clock.pinned
-        t = clock.pinned = held or clock.inner.now_ns()
-        try:
-            reports = self.engine.amend(account, symbol, new_qty, order_id)
-        finally:
-            clock.pinned = held
-        if self.recorder is not None:
-            self.recorder([cl.AMEND, t, account, symbol, order_id, new_qty])
-        self._publish(reports, None)
-        return reports
+        return self._command(
+            lambda: self.engine.amend(account, symbol, new_qty, order_id),
+            lambda t: [cl.AMEND, t, account, symbol, order_id, new_qty],
+        )
 
     def set_last_price(self, symbol: str, price_raw: int) -> None:
-        clock = self.command_clock
-        held = clock.pinned
-        t = clock.pinned = held or clock.inner.now_ns()
-        try:
-            reports = self.engine.set_last_price(symbol, price_raw)
-        finally:
-            clock.pinned = held
-        if self.recorder is not None:
-            self.recorder([cl.LAST_PRICE, t, symbol, price_raw])
-        self._publish(reports, None)
+        self._command(
+            lambda: self.engine.set_last_price(symbol, price_raw),
+            lambda t: [cl.LAST_PRICE, t, symbol, price_raw],
+        )
 
     def note(self, name: str, value: Any) -> None:
         """Record a market source's own state next to the commands (replay returns the
