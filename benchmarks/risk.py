@@ -48,7 +48,7 @@ from bot4.core.enums import OrderSide, OrderType
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE, from_raw
 from bot4.oms.manager import OrderManager
-from bot4.oms.requests import OrderRequest
+from bot4.oms.requests import OrderRequest, RawOrderRequest
 from bot4.risk.breaker import BreakerState, CircuitBreaker
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
@@ -182,8 +182,9 @@ class World:
             self.om.on_fill(sl.client_order_id, trade_id, "1", self.price(sym))
         self.history_orders += 2
 
-    def check_request(self) -> OrderRequest:
-        return self.entry(self.symbols[3], "5")
+    def check_request(self) -> RawOrderRequest:
+        """The request as the risk engine's chain reads it (``submit`` converts once)."""
+        return self.entry(self.symbols[3], "5").raw()
 
     def describe(self) -> str:
         st = self.om.state

@@ -192,10 +192,7 @@ async def _venue_trades(port: int, symbols: list[str]) -> dict[str, Any]:
             b["asset"]: Decimal(b["free"]) + Decimal(b["locked"]) for b in bal["info"]["balances"]
         },
         "trades": {
-            s.replace("/", ""): sorted(
-                (str(t["order"]), str(t["id"]))
-                for t in ts
-            )
+            s.replace("/", ""): sorted((str(t["order"]), str(t["id"])) for t in ts)
             for s, ts in trades.items()
         },
         "open": sum(len(v) for v in opened.values()),

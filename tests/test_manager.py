@@ -378,8 +378,6 @@ def test_a_bad_id_prefix_is_refused_before_anything_changes(prefix: str) -> None
     om.deposit("USDT", "1000")
     before = om.state.snapshot()
     with pytest.raises(ValidationError) as info:
-        om.submit(
-            OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"), "100")
-        )
+        om.submit(OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"), "100"))
     assert info.value.field in ("id_prefix", "client_order_id")
     assert om.state.snapshot() == before and not om.outbox

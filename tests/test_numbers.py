@@ -28,6 +28,19 @@ def test_raw_round_trip_is_exact(value: Decimal) -> None:
     assert raw == int(value * SCALE)
 
 
+@given(st.integers(min_value=-(10**40), max_value=10**40))
+def test_decimals_from_raw_are_plain_and_exact(raw: int) -> None:
+    """What users see (reports, messages, ``Order.price``): the exact value, with no
+    trailing zeros and no positive exponent, for prices and for money."""
+    for convert, scale in ((from_raw, SCALE), (money_from_raw, MONEY_SCALE)):
+        value = convert(raw)
+        assert Context(prec=100).multiply(value, scale) == raw
+        _sign, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int) and exponent <= 0  # 100000, never 1E+5
+        assert exponent == 0 or digits[-1] != 0  # 105345.67, never 105345.670000000
+        assert Decimal(str(value)) == value
+
+
 @given(nine_places, nine_places)
 def test_price_times_quantity_lands_exactly_on_money_scale(p: Decimal, q: Decimal) -> None:
     exact = Context(prec=100).multiply(p, q)  # the default context would round at 28 digits

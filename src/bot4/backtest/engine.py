@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from bot4.backtest.result import BacktestResult, DenialRecord, FillRecord, TradeRecord
 from bot4.core.clock import TestClock
+from bot4.core.enums import OrderSide
 from bot4.core.errors import ValidationError
 from bot4.core.events import Event, OrderDenied, OrderFilled
 from bot4.core.instrument import Instrument
@@ -369,20 +370,20 @@ class _Recorder:
             (
                 ev.ts_event,
                 order.symbol,
-                order.side.value,
+                order.side._value_,  # the enum's text: a plain attribute read
                 ev.qty_raw,
                 ev.price_raw,
                 ev.fee_money,
                 ev.fee_asset,
                 ev.client_order_id,
-                ev.liquidity.value,
+                ev.liquidity._value_,
             )
         )
         pos = state.positions[order.symbol]
         sym = order.symbol
         fee_quote = ev.fee_money if ev.fee_asset == inst.quote else 0
         trade = self._open.get(sym)
-        signed = ev.qty_raw if order.side.value == "BUY" else -ev.qty_raw
+        signed = ev.qty_raw if order.side is OrderSide.BUY else -ev.qty_raw
         if trade is None and pos.qty_raw != 0:
             self.entries += 1
             self._open[sym] = {

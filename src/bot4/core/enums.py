@@ -1,4 +1,9 @@
-"""Enumerations of the domain; values are the strings written to the journal."""
+"""Enumerations of the domain; values are the strings written to the journal.
+
+Derived facts (``OrderType.has_price``, ``OrderSide.sign``, ``OrderStatus.is_closed``
+...) are plain attributes set on each member once, at import: they are read several
+times per order, and a property on an enum member costs a function call each time.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,8 @@ class OrderSide(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
 
-    @property
-    def sign(self) -> int:
-        return 1 if self is OrderSide.BUY else -1
-
-    @property
-    def opposite(self) -> OrderSide:
-        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
+    sign: int  # +1 buy, -1 sell
+    opposite: OrderSide
 
 
 class OrderType(StrEnum):
@@ -26,13 +26,8 @@ class OrderType(StrEnum):
     TAKE_PROFIT = "TAKE_PROFIT"  # market once triggered
     TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
 
-    @property
-    def has_price(self) -> bool:
-        return self in _PRICED
-
-    @property
-    def has_trigger(self) -> bool:
-        return self in _TRIGGERED
+    has_price: bool  # carries a limit price
+    has_trigger: bool  # waits for a trigger (stop) price
 
 
 _PRICED = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
@@ -64,14 +59,8 @@ class OrderStatus(StrEnum):
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
 
-    @property
-    def is_closed(self) -> bool:
-        return self in _CLOSED
-
-    @property
-    def is_open(self) -> bool:
-        """Working at (or on its way to) the venue: may still fill."""
-        return self in _OPEN
+    is_closed: bool  # final: filled, canceled, rejected or expired
+    is_open: bool  # working at (or on its way to) the venue: may still fill
 
 
 _CLOSED = frozenset(
@@ -86,6 +75,21 @@ _OPEN = frozenset(
         OrderStatus.PARTIALLY_FILLED,
     }
 )
+
+
+def _derive() -> None:
+    for side in OrderSide:
+        side.sign = 1 if side is OrderSide.BUY else -1
+        side.opposite = OrderSide.SELL if side is OrderSide.BUY else OrderSide.BUY
+    for otype in OrderType:
+        otype.has_price = otype in _PRICED
+        otype.has_trigger = otype in _TRIGGERED
+    for status in OrderStatus:
+        status.is_closed = status in _CLOSED
+        status.is_open = status in _OPEN
+
+
+_derive()
 
 
 class LiquiditySide(StrEnum):

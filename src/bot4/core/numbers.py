@@ -103,6 +103,9 @@ def _plain(value: Decimal) -> Decimal:
 
 
 _ONE = Decimal(1)
+_SCALE_DEC = Decimal(SCALE)
+_MONEY_SCALE_DEC = Decimal(MONEY_SCALE)
+_divide = _EXACT.divide
 
 
 def to_raw_rounded(value: object, field: str, mode: Rounding) -> int:
@@ -114,13 +117,18 @@ def to_raw_rounded(value: object, field: str, mode: Rounding) -> int:
 
 
 def from_raw(raw: int) -> Decimal:
-    """Decimal value of a raw price or quantity; exact."""
-    return _plain(Decimal(raw).scaleb(-PRECISION, _EXACT)) if raw else Decimal(0)
+    """Decimal value of a raw price or quantity; exact, without trailing zeros or an
+    exponent (``105345.67``, ``2``).  An exact division lands on the shortest
+    coefficient by the decimal standard's ideal-exponent rule, which is what
+    ``_plain`` would make of it, at a third of the cost (it is on every order's path)."""
+    q, r = divmod(raw, SCALE)
+    return Decimal(q) if not r else _divide(Decimal(raw), _SCALE_DEC)
 
 
 def money_from_raw(raw: int) -> Decimal:
-    """Decimal value of a raw money amount (units of 1e-18); exact."""
-    return _plain(Decimal(raw).scaleb(-MONEY_PRECISION, _EXACT)) if raw else Decimal(0)
+    """Decimal value of a raw money amount (units of 1e-18); exact, as ``from_raw``."""
+    q, r = divmod(raw, MONEY_SCALE)
+    return Decimal(q) if not r else _divide(Decimal(raw), _MONEY_SCALE_DEC)
 
 
 def money_to_raw(value: object, field: str) -> int:

@@ -35,7 +35,7 @@ _ILLEGAL = object()  # "no such transition" in _TRANSITIONS lookups
 _LIVE = (S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED)
 
 # (status, event kind) -> new status.  None = "depends on the event" (fills, cancel
-# rejects, updates), resolved in ``Order.apply``.
+# rejects, updates), resolved in ``Order.can_apply``.
 _TRANSITIONS: dict[tuple[OrderStatus, str], OrderStatus | None] = {
     (S.INITIALIZED, "OrderSubmitted"): S.SUBMITTED,
     (S.INITIALIZED, "OrderRejected"): S.REJECTED,
@@ -61,6 +61,10 @@ for _st in _LIVE:
     _TRANSITIONS[(_st, _FILL)] = None
 for _st in (S.SUBMITTED, S.ACCEPTED):
     _TRANSITIONS[(_st, "OrderTriggered")] = S.TRIGGERED
+# The fixed transitions alone: a miss (None) means "ask ``Order.can_apply``".
+TRANSITIONS: dict[tuple[OrderStatus, str], OrderStatus] = {
+    k: v for k, v in _TRANSITIONS.items() if v is not None
+}
 
 
 class Order:
@@ -76,7 +80,9 @@ class Order:
         "initial_qty_raw",
         "linked_ids",
         "list_id",
+        "lock_asset",
         "lock_taken",
+        "lock_unit",
         "locked_money",
         "offset_ppm",
         "order_type",
@@ -129,6 +135,11 @@ class Order:
         self.pending_money: int = 0  # funds promised before acknowledgement
         self.locked_money: int = 0  # funds locked at the venue for the leaves
         self.lock_taken: bool = False
+        # What the order locks per raw unit of leaves quantity, and in which asset:
+        # set by the trading state (it knows the instrument), kept with the order
+        # because every event of the order reads it.
+        self.lock_asset: str = ""
+        self.lock_unit: int = 0
         self.triggered: bool = False
         self.ts_init: int = init.ts_event
         self.ts_last: int = init.ts_event
@@ -140,11 +151,11 @@ class Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status in _OPEN
+        return self.status.is_open
 
     @property
     def is_closed(self) -> bool:
-        return self.status in _CLOSED
+        return self.status.is_closed
 
     @property
     def quantity(self) -> Decimal:

@@ -66,16 +66,10 @@ class LinkedOrders:
             for child in children:
                 if child.status is OrderStatus.INITIALIZED and cap > 0:
                     trigger, price = self.relative_prices(order, child)
-                    self.m._emit(
-                        OrderUpdated,
-                        client_order_id=child.client_order_id,
-                        quantity_raw=cap,
-                        reason="entry filled",
-                        trigger_raw=trigger,
-                        price_raw=price,
-                    )
-                    self.m._emit(OrderSubmitted, client_order_id=child.client_order_id)
-                    self.m.outbox.append(SubmitOrder(child.client_order_id))
+                    cid = child.client_order_id
+                    self.m._emit(OrderUpdated, None, cid, cap, "entry filled", trigger, price)
+                    self.m._emit(OrderSubmitted, None, cid)
+                    self.m.outbox.append(SubmitOrder(cid))
             open_children = [c for c in children if not c.is_closed]
             if open_children:
                 self.rebalance(open_children[0])
@@ -97,17 +91,10 @@ class LinkedOrders:
             if room > 0:
                 target = x.filled_qty_raw + room
                 if target != x.quantity_raw:
-                    self.m._emit(
-                        OrderUpdated,
-                        client_order_id=x.client_order_id,
-                        quantity_raw=target,
-                        reason="OCO resize",
-                    )
+                    self.m._emit(OrderUpdated, None, x.client_order_id, target, "OCO resize")
                     self.m.outbox.append(ModifyOrder(x.client_order_id, target))
             else:
-                self.m._emit(
-                    OrderCanceled, client_order_id=x.client_order_id, reason="OCO: sibling filled"
-                )
+                self.m._emit(OrderCanceled, None, x.client_order_id, "OCO: sibling filled")
                 self.m.outbox.append(CancelOrder(x.client_order_id))
         if (
             room <= 0
@@ -115,7 +102,7 @@ class LinkedOrders:
             and parent.is_open
             and parent.status is not OrderStatus.PENDING_CANCEL
         ):
-            self.m._emit(OrderPendingCancel, client_order_id=parent.client_order_id)
+            self.m._emit(OrderPendingCancel, None, parent.client_order_id)
             self.m.outbox.append(CancelOrder(parent.client_order_id))
 
     def relative_prices(self, entry: Order, child: Order) -> tuple[int, int]:
@@ -138,4 +125,4 @@ class LinkedOrders:
             for cid in order.linked_ids:
                 child = self.m.state.orders[cid]
                 if child.status is OrderStatus.INITIALIZED:
-                    self.m._emit(OrderCanceled, client_order_id=cid, reason="entry not filled")
+                    self.m._emit(OrderCanceled, None, cid, "entry not filled")

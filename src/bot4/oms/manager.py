@@ -13,6 +13,7 @@ import functools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -62,7 +63,7 @@ from bot4.core.order import Order
 from bot4.core.timestamps import TimestampGuard
 from bot4.oms.idempotency import BoundedTTLSet
 from bot4.oms.linked import LinkedOrders
-from bot4.oms.requests import CancelOrder, Command, OrderRequest, SubmitOrder
+from bot4.oms.requests import AnyOrderRequest, CancelOrder, Command, SubmitOrder
 from bot4.oms.state import TradingState
 
 CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId rule
@@ -88,12 +89,14 @@ def _step(
     def wrapper(self: OrderManager, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.failed is not None:
             raise JournalUnavailable(f"journal failed earlier: {self.failed!r}; restart")
-        self._depth += 1
+        if self._depth:  # inside another step: its transaction
+            return method(self, *args, **kwargs)
+        self._depth = 1
         try:
             return method(self, *args, **kwargs)
         finally:
-            self._depth -= 1
-            if self._depth == 0 and self._pending:
+            self._depth = 0
+            if self._pending:
                 self._flush()
 
     return wrapper
@@ -130,12 +133,16 @@ class OrderManager:
             self.dedup.add(order.client_order_id, order.ts_init)
 
     # -- events -------------------------------------------------------------------------
-    def _emit(self, cls: type[Event], ts_event: int | None = None, **fields: Any) -> Event:
+    def _emit(
+        self, cls: type[Event], ts_event: int | None = None, /, *args: Any, **fields: Any
+    ) -> Event:
+        """Build the next event (fields after the header positionally, in the class's
+        field order, or by name), fold it into the state, queue it for the journal.
+        The hot paths pass positions: keyword arguments cost a dict per event."""
         now = self.clock.now_ns()
-        # The header positionally (every event starts with seq, ts_event, ts_recv): a
-        # third cheaper than merging it into the keyword arguments.
-        event = cls(self.state.last_seq + 1, now if ts_event is None else ts_event, now, **fields)
-        self.state.apply(event)
+        state = self.state
+        event = cls(state.last_seq + 1, now if ts_event is None else ts_event, now, *args, **fields)
+        state.apply(event)
         self._pending.append(event)
         return event
 
@@ -180,7 +187,7 @@ class OrderManager:
         self.reference_prices[symbol] = raw
 
     # -- validation ---------------------------------------------------------------------
-    def _next_client_id(self, taken: set[str]) -> str:
+    def _next_client_id(self, taken: AbstractSet[str]) -> str:
         """Deterministic ids (prefix-N), so a replayed manager names orders the same."""
         prefix = self.id_prefix
         if prefix != self._valid_prefix:  # checked once per prefix, not per order
@@ -202,24 +209,25 @@ class OrderManager:
 
     def _build(
         self,
-        req: OrderRequest,
+        request: AnyOrderRequest,
         cid: str | None,
-        taken: set[str],
-        raw_levels: tuple[int, int] | None = None,
+        taken: AbstractSet[str],
         **link: Any,
     ) -> dict[str, Any]:
-        """Validate one request into OrderInitialized fields; raises, changes nothing.
-        ``raw_levels`` = (price, trigger) already exact (a bracket's exits, computed
-        here), so they are checked without a round trip through Decimal."""
+        """Validate one request into OrderInitialized fields; raises, changes nothing."""
+        req = request.raw()
         inst = self.state.instruments.get(req.symbol)
         if inst is None:
             raise UnknownInstrument(req.symbol)
-        if not isinstance(req.side, OrderSide):
-            raise ValidationError("side", "must be an OrderSide", req.side)
-        if not isinstance(req.order_type, OrderType):
-            raise ValidationError("order_type", "must be an OrderType", req.order_type)
-        if not isinstance(req.time_in_force, TimeInForce):
-            raise ValidationError("time_in_force", "must be a TimeInForce", req.time_in_force)
+        side = req.side
+        if not isinstance(side, OrderSide):
+            raise ValidationError("side", "must be an OrderSide", side)
+        otype = req.order_type
+        if not isinstance(otype, OrderType):
+            raise ValidationError("order_type", "must be an OrderType", otype)
+        tif = req.time_in_force
+        if not isinstance(tif, TimeInForce):
+            raise ValidationError("time_in_force", "must be a TimeInForce", tif)
         cid = cid or req.client_order_id
         if not cid:
             cid = self._next_client_id(taken)  # free and well-formed by construction
@@ -231,68 +239,65 @@ class OrderManager:
             or self.dedup.contains(cid, self.clock.now_ns())
         ):
             raise DuplicateClientOrderId(cid)
-        qty = to_raw(req.quantity, "quantity")
+        qty = req.quantity_raw
         inst.check_qty(qty)
-        otype = req.order_type
-        price = 0
+        price = req.price_raw
         if otype.has_price:
-            if req.price is None:
+            if price is None:
                 raise ValidationError("price", f"required for {otype.value}", None)
-            price = raw_levels[0] if raw_levels else to_raw(req.price, "price")
             inst.check_price(price)
             inst.check_notional(price, qty)
-            if req.symbol in self.reference_prices:
-                inst.check_percent_price(price, self.reference_prices[req.symbol])
-        elif req.price is not None:
-            raise ValidationError("price", f"not allowed for {otype.value}", req.price)
-        trigger = 0
+            reference = self.reference_prices.get(req.symbol)
+            if reference is not None:
+                inst.check_percent_price(price, reference)
+        elif price is not None:
+            raise ValidationError("price", f"not allowed for {otype.value}", from_raw(price))
+        trigger = req.trigger_raw
         if otype.has_trigger:
-            if req.trigger_price is None:
+            if trigger is None:
                 raise ValidationError("trigger_price", f"required for {otype.value}", None)
-            trigger = raw_levels[1] if raw_levels else to_raw(req.trigger_price, "trigger_price")
             inst.check_price(trigger, "trigger_price")
             if not otype.has_price:
                 inst.check_notional(trigger, qty)
-        elif req.trigger_price is not None:
+        elif trigger is not None:
             raise ValidationError(
-                "trigger_price", f"not allowed for {otype.value}", req.trigger_price
+                "trigger_price", f"not allowed for {otype.value}", from_raw(trigger)
             )
-        if req.post_only and (
-            otype is not OrderType.LIMIT or req.time_in_force is not TimeInForce.GTC
-        ):
+        if req.post_only and (otype is not OrderType.LIMIT or tif is not TimeInForce.GTC):
             raise ValidationError("post_only", "only for LIMIT GTC orders", True)
-        display = 0
-        if req.display_qty is not None:
-            display = to_raw(req.display_qty, "display_qty")
-            if otype is not OrderType.LIMIT or req.time_in_force is not TimeInForce.GTC:
+        display = req.display_qty_raw
+        if display is not None:
+            if otype is not OrderType.LIMIT or tif is not TimeInForce.GTC:
                 raise ValidationError(
-                    "display_qty", "iceberg only for LIMIT GTC orders", req.display_qty
+                    "display_qty", "iceberg only for LIMIT GTC orders", from_raw(display)
                 )
             inst.check_qty(display, "display_qty")
             if display >= qty:
-                raise ValidationError("display_qty", "must be less than quantity", req.display_qty)
+                raise ValidationError(
+                    "display_qty", "must be less than quantity", from_raw(display)
+                )
         if req.reduce_only and not link.get("parent_id"):
             pos = self.state.positions.get(req.symbol)
             pos_qty = pos.qty_raw if pos else 0
-            if pos_qty * req.side.sign >= 0 or qty > abs(pos_qty):
+            if pos_qty * side.sign >= 0 or qty > abs(pos_qty):
                 raise ValidationError(
                     "reduce_only",
                     "would open or increase the position",
-                    req.quantity,
+                    from_raw(qty),
                     f"position {from_raw(pos_qty)}",
                 )
         return dict(
             client_order_id=cid,
             symbol=req.symbol,
-            side=req.side,
+            side=side,
             order_type=otype,
             quantity_raw=qty,
-            price_raw=price,
-            trigger_raw=trigger,
-            time_in_force=req.time_in_force,
+            price_raw=price or 0,
+            trigger_raw=trigger or 0,
+            time_in_force=tif,
             post_only=req.post_only,
             reduce_only=req.reduce_only,
-            display_qty_raw=display,
+            display_qty_raw=display or 0,
             **link,
         )
 
@@ -371,30 +376,36 @@ class OrderManager:
         if ts is not None:
             self.timestamp_guard.check(ts, self.clock.now_ns(), "timestamp")
 
-    def _create(self, specs: list[dict[str, Any]], submit: list[bool]) -> list[Order]:
+    def _create(self, specs: list[dict[str, Any]], submit: int) -> list[Order]:
+        """Initialize the orders of ``specs``, then submit the first ``submit`` of them
+        (a bracket's exits wait for the entry's fill)."""
         now = self.clock.now_ns()
+        add = self.dedup.add
         for spec in specs:
-            self.dedup.add(spec["client_order_id"], now)
+            add(spec["client_order_id"], now)
+        orders = self.state.orders
+        created = []
         for spec in specs:
-            self._emit(OrderInitialized, **spec)
-        for spec, go in zip(specs, submit, strict=True):
-            if go:
-                self._emit(OrderSubmitted, client_order_id=spec["client_order_id"])
-                self.outbox.append(SubmitOrder(spec["client_order_id"]))
-        return [self.state.orders[s["client_order_id"]] for s in specs]
+            self._emit(OrderInitialized, None, **spec)
+            created.append(orders[spec["client_order_id"]])
+        for order in created[:submit]:
+            cid = order.client_order_id
+            self._emit(OrderSubmitted, None, cid)
+            self.outbox.append(SubmitOrder(cid))
+        return created
 
     # -- strategy commands --------------------------------------------------------------
     @_step
-    def submit(self, request: OrderRequest, ts: int | None = None) -> Order:
+    def submit(self, request: AnyOrderRequest, ts: int | None = None) -> Order:
         """Validate, journal and queue one order for the venue."""
         self._check_ts(ts)
-        spec = self._build(request, None, set())
+        spec = self._build(request, None, _NO_IDS)
         self._check_funds([spec])
-        return self._create([spec], [True])[0]
+        return self._create([spec], 1)[0]
 
     @_step
     def submit_oco(
-        self, first: OrderRequest, second: OrderRequest, ts: int | None = None
+        self, first: AnyOrderRequest, second: AnyOrderRequest, ts: int | None = None
     ) -> list[Order]:
         """Two orders on one quantity: a fill on either reduces or cancels the other."""
         self._check_ts(ts)
@@ -402,22 +413,24 @@ class OrderManager:
             raise ValidationError("second", "OCO legs need the same symbol and side", second)
         if first.order_type is OrderType.MARKET or second.order_type is OrderType.MARKET:
             raise ValidationError("order_type", "OCO legs cannot be MARKET", OrderType.MARKET)
-        a = self._build(first, None, set(), contingency=ContingencyType.OCO)
+        a = self._build(first, None, _NO_IDS, contingency=ContingencyType.OCO)
         b = self._build(second, None, {a["client_order_id"]}, contingency=ContingencyType.OCO)
         if a["quantity_raw"] != b["quantity_raw"]:
-            raise ValidationError("quantity", "OCO legs need the same quantity", second.quantity)
+            raise ValidationError(
+                "quantity", "OCO legs need the same quantity", from_raw(b["quantity_raw"])
+            )
         list_id = f"OCO-{a['client_order_id']}"
         a.update(list_id=list_id, linked_ids=(b["client_order_id"],))
         b.update(list_id=list_id, linked_ids=(a["client_order_id"],), shares_lock=True)
         if b["side"] is OrderSide.BUY and b["price_raw"] > a["price_raw"]:
             a["shares_lock"], b["shares_lock"] = True, False  # the dearer leg holds the lock
         self._check_funds([a, b])
-        return self._create([a, b], [True, True])
+        return self._create([a, b], 2)
 
     @_step
     def submit_bracket(
         self,
-        entry: OrderRequest,
+        entry: AnyOrderRequest,
         stop_loss: Decimal | int | str | None = None,
         take_profit: Decimal | int | str | None = None,
         ts: int | None = None,
@@ -435,7 +448,7 @@ class OrderManager:
         if take_profit is not None and take_profit_pct is not None:
             raise ValidationError("take_profit", "give take_profit or take_profit_pct", take_profit)
         exit_side = entry.side.opposite
-        e = self._build(entry, None, set(), contingency=ContingencyType.OTO)
+        e = self._build(entry, None, _NO_IDS, contingency=ContingencyType.OTO)
         cid = e["client_order_id"]
         sign = entry.side.sign
         sl_offset = -sign * self._ppm(stop_loss_pct, "stop_loss_pct") if stop_loss_pct else 0
@@ -486,22 +499,26 @@ class OrderManager:
         if e["price_raw"] and (sl["trigger_raw"] - e["price_raw"]) * sign >= 0:
             raise ValidationError("stop_loss", "must be on the losing side of the entry", stop_loss)
         list_id = f"BRK-{cid}"
-        exits = [sl] if tp is None else [sl, tp]
-        e.update(list_id=list_id, linked_ids=tuple(x["client_order_id"] for x in exits))
-        for x in exits:
-            others = tuple(y["client_order_id"] for y in exits if y is not x)
-            x.update(list_id=list_id, linked_ids=others)
-        specs = [e, *exits]
+        sl_id = sl["client_order_id"]
+        e["list_id"] = sl["list_id"] = list_id
+        if tp is None:
+            e["linked_ids"] = (sl_id,)
+            sl["linked_ids"] = ()
+            specs = [e, sl]
+        else:
+            tp_id = tp["client_order_id"]
+            e["linked_ids"] = (sl_id, tp_id)
+            sl["linked_ids"] = (tp_id,)
+            tp["list_id"] = list_id
+            tp["linked_ids"] = (sl_id,)
+            specs = [e, sl, tp]
         self._check_funds(specs)
-        return self._create(specs, [True] + [False] * len(exits))
+        return self._create(specs, 1)
 
     @staticmethod
     def _ppm(value: Decimal | int | str, field: str) -> int:
         """A percentage as parts per million, exact (at most 4 decimals of a percent)."""
-        ppm = to_decimal(value, field) * 10_000
-        if ppm != ppm.to_integral_value() or not 0 < ppm < 1_000_000:
-            raise ValidationError(field, "a percentage in (0, 100) with at most 4 decimals", value)
-        return int(ppm)
+        return _ppm(value, field)
 
     @staticmethod
     def _offset_level(inst: Instrument, base: int, offset_ppm: int, side: OrderSide) -> int:
@@ -520,19 +537,21 @@ class OrderManager:
         if order.contingency is ContingencyType.OCO and not order.parent_id:
             targets += [self.state.orders[i] for i in order.linked_ids]
         for target in targets:
-            if target.status is OrderStatus.INITIALIZED:
-                self._emit(OrderCanceled, client_order_id=target.client_order_id, reason="canceled")
-            elif target.is_open and target.status is not OrderStatus.PENDING_CANCEL:
-                self._emit(OrderPendingCancel, client_order_id=target.client_order_id)
+            status = target.status
+            if status is OrderStatus.INITIALIZED:
+                self._emit(OrderCanceled, None, target.client_order_id, "canceled")
+            elif status.is_open and status is not OrderStatus.PENDING_CANCEL:
+                self._emit(OrderPendingCancel, None, target.client_order_id)
                 self.outbox.append(CancelOrder(target.client_order_id))
 
     # -- venue reports ------------------------------------------------------------------
     @_step
-    def _report(self, cls: type[Event], cid: str, ts_event: int | None, /, **fields: Any) -> bool:
-        """Apply a venue report; a repeat of a report already reflected is a no-op."""
+    def _report(self, cls: type[Event], cid: str, ts_event: int | None, /, *fields: Any) -> bool:
+        """Apply a venue report (``fields``: the event's after the client id, in order);
+        a repeat of a report already reflected is a no-op."""
         order = self.state.order(cid)
         try:
-            self._emit(cls, ts_event, client_order_id=cid, **fields)
+            self._emit(cls, ts_event, cid, *fields)
         except InvalidTransition:
             if _already_reflected(order, cls):
                 return False
@@ -542,16 +561,16 @@ class OrderManager:
         return True
 
     def on_accepted(self, cid: str, venue_order_id: str, ts_event: int | None = None) -> bool:
-        return self._report(OrderAccepted, cid, ts_event, venue_order_id=str(venue_order_id))
+        return self._report(OrderAccepted, cid, ts_event, str(venue_order_id))
 
     def on_rejected(self, cid: str, reason: str, ts_event: int | None = None) -> bool:
-        return self._report(OrderRejected, cid, ts_event, reason=reason)
+        return self._report(OrderRejected, cid, ts_event, reason)
 
     def on_canceled(self, cid: str, ts_event: int | None = None, reason: str = "") -> bool:
-        return self._report(OrderCanceled, cid, ts_event, reason=reason)
+        return self._report(OrderCanceled, cid, ts_event, reason)
 
     def on_cancel_rejected(self, cid: str, reason: str, ts_event: int | None = None) -> bool:
-        return self._report(OrderCancelRejected, cid, ts_event, reason=reason)
+        return self._report(OrderCancelRejected, cid, ts_event, reason)
 
     def on_expired(self, cid: str, ts_event: int | None = None) -> bool:
         return self._report(OrderExpired, cid, ts_event)
@@ -630,21 +649,24 @@ class OrderManager:
         if asset == inst.base and fee_money % SCALE:
             raise ValidationError("fee", "a base-asset fee has at most 9 decimals", fee_money)
         self.linked.check_room(order, q)
-        self._emit(
-            OrderFilled,
-            ts_event,
-            client_order_id=cid,
-            trade_id=trade_id,
-            qty_raw=q,
-            price_raw=p,
-            fee_money=fee_money,
-            fee_asset=asset,
-            liquidity=liquidity,
-        )
+        self._emit(OrderFilled, ts_event, cid, trade_id, q, p, fee_money, asset, liquidity)
         self.linked.after_fill(order)
         if order.is_closed:
             self.linked.after_close(order)
         return True
+
+
+_NO_IDS: frozenset[str] = frozenset()  # no sibling ids taken yet
+
+
+@functools.lru_cache(maxsize=64, typed=True)  # typed: 0.5 must not hit Decimal("0.5")
+def _ppm(value: Decimal | int | str, field: str) -> int:
+    """A percentage as parts per million, exact (at most 4 decimals of a percent);
+    cached: a strategy passes the same few percentages with every order."""
+    ppm = to_decimal(value, field) * 10_000
+    if ppm != ppm.to_integral_value() or not 0 < ppm < 1_000_000:
+        raise ValidationError(field, "a percentage in (0, 100) with at most 4 decimals", value)
+    return int(ppm)
 
 
 def _already_reflected(order: Order, cls: type[Event]) -> bool:

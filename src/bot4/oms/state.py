@@ -38,6 +38,7 @@ from bot4.core.events import (
 )
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import SCALE
+from bot4.core.order import TRANSITIONS as _TRANSITIONS
 from bot4.core.order import Order
 from bot4.oms.account import Account
 from bot4.oms.position import Position
@@ -47,8 +48,6 @@ _NOT_ORDER_EVENTS = frozenset(
     {OrderInitialized.kind, BalanceAdjusted.kind, OrderDenied.kind, TradingStateChanged.kind}
 )
 _INITIALIZED = OrderStatus.INITIALIZED
-_CLOSED = frozenset(s for s in OrderStatus if s.is_closed)
-_OPEN = frozenset(s for s in OrderStatus if s.is_open)
 
 
 class TradingState:
@@ -157,32 +156,36 @@ class TradingState:
             raise DuplicateClientOrderId(event.client_order_id)
         if event.symbol not in self.instruments:
             raise UnknownInstrument(event.symbol)
-        self.orders[event.client_order_id] = Order(event)
+        order = self.orders[event.client_order_id] = Order(event)
+        order.lock_asset, order.lock_unit = self.lock_unit(order)
 
     def _order_event(self, event: Event, kind: str) -> None:
         # Dispatch on ``kind`` strings: cheaper than isinstance chains on the hot path.
-        cid: str = getattr(event, "client_order_id", "")
+        cid: str = event.client_order_id  # type: ignore[attr-defined]
         order = self.orders.get(cid)
         if order is None:
             raise UnknownOrder(cid)
         was = order.status
-        new_status = order.can_apply(event)  # raises before anything changes
-        asset, unit = self.lock_unit(order)
+        new_status = _TRANSITIONS.get((was, kind))
+        if new_status is None:  # illegal, or decided by the event (fills, updates, ...)
+            new_status = order.can_apply(event)  # raises before anything changes
+        asset = order.lock_asset
         if was is _INITIALIZED and kind == "OrderSubmitted":
-            order.pending_money = (order.quantity_raw - order.filled_qty_raw) * unit
+            order.pending_money = (order.quantity_raw - order.filled_qty_raw) * order.lock_unit
             self.account.add_pending(asset, order.pending_money)
         elif not order.lock_taken and kind in _TAKES_LOCK:
-            self._take_lock(order, asset, unit)
+            self._take_lock(order, asset, order.lock_unit)
         if kind == "OrderFilled":
-            self._fill(order, event, asset, unit)  # type: ignore[arg-type]
+            self._fill(order, event, asset, order.lock_unit)  # type: ignore[arg-type]
         order.apply(event, new_status)
         if kind == "OrderUpdated":
-            self._resize_lock(order, asset, unit)
+            asset, order.lock_unit = self.lock_unit(order)  # a moved limit price
+            self._resize_lock(order, asset, order.lock_unit)
         status = order.status
-        if status in _CLOSED:
+        if status.is_closed:
             self._release(order, asset)
             self.open_orders.pop(cid, None)
-        elif status in _OPEN:
+        elif status.is_open:
             self.open_orders[cid] = order
 
     def _take_lock(self, order: Order, asset: str, unit: int) -> None:

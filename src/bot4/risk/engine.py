@@ -29,7 +29,7 @@ from bot4.core.events import Event, OrderDenied, TradingStateChanged
 from bot4.core.numbers import MONEY_SCALE, SCALE, to_raw
 from bot4.core.order import Order
 from bot4.oms.manager import OrderManager
-from bot4.oms.requests import OrderRequest
+from bot4.oms.requests import AnyOrderRequest, RawOrderRequest
 from bot4.risk.denials import DenialReason, RiskDenied
 from bot4.risk.kill_switch import KillSwitch
 from bot4.risk.market import MarketState
@@ -223,15 +223,16 @@ class RiskEngine:
             self.day_start_equity = equity
 
     # -- the gateway --------------------------------------------------------------------
-    def submit(self, request: OrderRequest, ts: int | None = None) -> Order:
-        self._check(request, has_stop=False, n_orders=1)
-        order = self.om.submit(request, ts=ts)
+    def submit(self, request: AnyOrderRequest, ts: int | None = None) -> Order:
+        req = request.raw()
+        self._check(req, has_stop=False, n_orders=1)
+        order = self.om.submit(req, ts=ts)
         self._submits.append(self.clock.now_ns())
         return order
 
     def submit_bracket(
         self,
-        entry: OrderRequest,
+        entry: AnyOrderRequest,
         stop_loss: Decimal | int | str | None = None,
         take_profit: Decimal | int | str | None = None,
         ts: int | None = None,
@@ -240,9 +241,10 @@ class RiskEngine:
     ) -> list[Order]:
         """An entry with its protective stop (and optional take-profit); see
         ``OrderManager.submit_bracket``.  The stop satisfies the stop-loss rule."""
-        self._check(entry, has_stop=True, n_orders=1)
+        req = entry.raw()
+        self._check(req, has_stop=True, n_orders=1)
         orders = self.om.submit_bracket(
-            entry,
+            req,
             stop_loss,
             take_profit,
             ts=ts,
@@ -253,11 +255,12 @@ class RiskEngine:
         return orders
 
     def submit_oco(
-        self, first: OrderRequest, second: OrderRequest, ts: int | None = None
+        self, first: AnyOrderRequest, second: AnyOrderRequest, ts: int | None = None
     ) -> list[Order]:
         has_stop = first.order_type.has_trigger or second.order_type.has_trigger
-        self._check(first, has_stop=has_stop, n_orders=2)
-        orders = self.om.submit_oco(first, second, ts=ts)
+        a, b = first.raw(), second.raw()
+        self._check(a, has_stop=has_stop, n_orders=2)
+        orders = self.om.submit_oco(a, b, ts=ts)
         self._submits.append(self.clock.now_ns())
         return orders
 
@@ -274,14 +277,11 @@ class RiskEngine:
         qty = self.state.instruments[symbol].round_qty(abs(pos.qty_raw))
         if qty == 0:
             return None
-        from bot4.core.numbers import from_raw
-
-        req = OrderRequest(symbol, side, OrderType.MARKET, from_raw(qty), reduce_only=True)
-        return self.submit(req)
+        return self.submit(RawOrderRequest(symbol, side, OrderType.MARKET, qty, reduce_only=True))
 
     # -- the checks ---------------------------------------------------------------------
     def _deny(
-        self, req: OrderRequest, qty: int, price: int, reason: DenialReason, msg: str
+        self, req: RawOrderRequest, qty: int, price: int, reason: DenialReason, msg: str
     ) -> None:
         self.denied += 1
         self.om.record(
@@ -297,11 +297,11 @@ class RiskEngine:
         )
         raise RiskDenied(reason, msg)
 
-    def _check(self, req: OrderRequest, has_stop: bool, n_orders: int) -> None:
+    def _check(self, req: RawOrderRequest, has_stop: bool, n_orders: int) -> None:
         """The chain, cheapest and most decisive first; integer arithmetic throughout
         (figures in money units, 1e-18), floats only for the book statistics."""
-        qty = to_raw(req.quantity, "quantity")
-        price = 0 if req.price is None else to_raw(req.price, "price")
+        qty = req.quantity_raw
+        price = req.price_raw or 0
         signed = qty if req.side is OrderSide.BUY else -qty
         state = self.state
         pos = state.positions.get(req.symbol)

@@ -13,8 +13,10 @@ other way to the order manager -- so a denied order returns ``None`` (and calls
 ``on_denied``) instead of reaching the venue.
 
 Prices and sizes may be given as floats here, for convenience: they are converted once,
-explicitly, to exact Decimals rounded to the instrument's grid on the safe side (a
-buy's limit down, a sell's up; a quantity down).  Nothing past this point sees a float.
+explicitly, to exact integers rounded to the instrument's grid on the safe side (a
+buy's limit down, a sell's up; a quantity down).  A float means the decimal it prints
+as (``0.3`` is 3/10, not the binary fraction below it).  Nothing past this point sees
+a float.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 from bot4.core.clock import Clock
-from bot4.core.enums import OrderSide, OrderType, TimeInForce
+from bot4.core.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from bot4.core.errors import InsufficientBalance, ValidationError
 from bot4.core.events import Event
 from bot4.core.instrument import Instrument
-from bot4.core.numbers import from_raw
+from bot4.core.numbers import SCALE, from_raw
 from bot4.core.order import Order
-from bot4.oms.requests import OrderRequest
+from bot4.oms.requests import RawOrderRequest
 from bot4.risk.denials import RiskDenied
 from bot4.risk.engine import RiskEngine
 from bot4.strategy.indicators import EMA, RSI, SMA, Indicator
@@ -194,13 +196,14 @@ class Strategy:
             otype = OrderType.LIMIT
         else:
             otype = OrderType.MARKET
-        req = OrderRequest(
+        tick = inst.tick_raw
+        req = RawOrderRequest(
             sym,
             side,
             otype,
-            inst.make_qty(_dec(qty, "qty")),
-            inst.make_price(_dec(limit, "limit"), side) if limit is not None else None,
-            inst.make_price(_dec(stop, "stop"), side.opposite) if stop is not None else None,
+            _on_grid(qty, "qty", inst.step_raw, False),
+            _on_grid(limit, "limit", tick, side is OrderSide.SELL) if limit is not None else None,
+            _on_grid(stop, "stop", tick, side is OrderSide.BUY) if stop is not None else None,
             time_in_force,
             post_only,
             reduce_only,
@@ -209,13 +212,14 @@ class Strategy:
         )
         try:
             if stop_loss is not None or stop_loss_pct is not None:
+                sell = side is OrderSide.SELL
                 sl = (
-                    inst.make_price(_dec(stop_loss, "stop_loss"), side)
+                    from_raw(_on_grid(stop_loss, "stop_loss", tick, sell))
                     if stop_loss is not None
                     else None
                 )
                 tp = (
-                    inst.make_price(_dec(take_profit, "take_profit"), side.opposite)
+                    from_raw(_on_grid(take_profit, "take_profit", tick, not sell))
                     if take_profit is not None
                     else None
                 )
@@ -253,7 +257,7 @@ class Strategy:
         ctx = self.ctx
         sym = symbol or ctx.default_symbol
         for order in list(ctx.risk.state.open_orders.values()):
-            if order.symbol == sym and order.status.value != "PENDING_CANCEL":
+            if order.symbol == sym and order.status is not OrderStatus.PENDING_CANCEL:
                 ctx.risk.cancel(order.client_order_id)
         ctx.after_action()
         try:
@@ -272,7 +276,45 @@ def _dec(value: Number | None, field: str) -> Decimal:
         raise ValidationError(field, "required", None)
     if isinstance(value, Decimal):
         return value
-    return Decimal(str(value))
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:  # decimal.InvalidOperation
+        raise ValidationError(field, "not a number", value) from None
+
+
+_FLOAT_EXACT_LIMIT = 2.0**22  # below it a float's ulp is finer than 1e-9 (see _ratio)
+
+
+def _ratio(value: Number, field: str) -> tuple[int, int]:
+    """``value`` as an exact fraction (numerator, denominator > 0); a float as the
+    decimal of its shortest repr.  Fast path for floats: when ``r = round(x * 1e9)``
+    gives back ``x`` as ``r / 1e9``, the shortest repr is exactly r/1e9 (it has no more
+    digits than r/1e9, so it lies on the same 1e-9 grid, and below 2**22 two points of
+    that grid never round to the same float)."""
+    if isinstance(value, float):
+        if -_FLOAT_EXACT_LIMIT < value < _FLOAT_EXACT_LIMIT:  # also False for NaN
+            r = round(value * 1e9)
+            if r / 1e9 == value:
+                return r, SCALE
+        value = Decimal(repr(value))
+    elif isinstance(value, bool):
+        raise ValidationError(field, "must be a number", value)
+    elif isinstance(value, int):
+        return value, 1
+    elif not isinstance(value, Decimal):
+        value = _dec(value, field)
+    try:
+        return value.as_integer_ratio()
+    except (ValueError, OverflowError):
+        raise ValidationError(field, "must be finite", value) from None
+
+
+def _on_grid(value: Number, field: str, grid_raw: int, up: bool) -> int:
+    """Raw integer (1e-9 units) on the instrument's grid, rounded down, or up."""
+    num, den = _ratio(value, field)
+    if up:
+        return -(-num * SCALE // (den * grid_raw)) * grid_raw
+    return num * SCALE // (den * grid_raw) * grid_raw
 
 
 def _coerce(name: str, kind: type, value: Any) -> Any:
