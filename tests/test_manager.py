@@ -381,3 +381,24 @@ def test_a_bad_id_prefix_is_refused_before_anything_changes(prefix: str) -> None
         om.submit(OrderRequest("BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"), "100"))
     assert info.value.field in ("id_prefix", "client_order_id")
     assert om.state.snapshot() == before and not om.outbox
+
+
+def test_listeners_see_their_kinds_in_subscription_order(om: OrderManager) -> None:
+    """A narrowed listener gets only its kinds; everyone still hears in subscription
+    order (the risk engine must see a fill before a strategy reacts to it), and a
+    listener added later -- by ``subscribe`` or by appending -- is routed too."""
+    heard: list[tuple[str, str]] = []
+    om.subscribe(lambda ev: heard.append(("all", ev.kind)))
+    om.subscribe(lambda ev: heard.append(("fills", ev.kind)), kinds=["OrderFilled"])
+    order = om.submit(limit(BUY, "1", "100"))
+    om.on_accepted(order.client_order_id, "v1")
+    om.listeners.append(lambda ev: heard.append(("late", ev.kind)))
+    om.on_fill(order.client_order_id, "t1", "1", "100")
+    assert heard == [
+        ("all", "OrderInitialized"),
+        ("all", "OrderSubmitted"),
+        ("all", "OrderAccepted"),
+        ("all", "OrderFilled"),
+        ("fills", "OrderFilled"),
+        ("late", "OrderFilled"),
+    ]

@@ -272,7 +272,7 @@ def start_strategy(
     ctx = StrategyContext(risk, clock, instruments, default_symbol, after_action, set_timer)
     strategy._bind(ctx)
     recorder = _Recorder(om, strategy, ctx)
-    om.listeners.append(recorder.on_event)
+    om.subscribe(recorder.on_event, recorder.kinds)
     strategy.on_start()
     after_action()
     return strategy, recorder, timers
@@ -335,6 +335,8 @@ class _Recorder:
         overridden = type(strategy).on_order is not Strategy.on_order
         self._on_order: Callable[[Order], None] | None = strategy.on_order if overridden else None
         self._on_position = type(strategy).on_position is not Strategy.on_position
+        # The events it reads: all of them only for a strategy's ``on_order``.
+        self.kinds = None if overridden else ("OrderFilled", "OrderDenied", "OrderCanceled")
         self._last_qty: dict[str, int] = {}
 
     def on_event(self, event: Event) -> None:

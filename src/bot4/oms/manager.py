@@ -121,7 +121,12 @@ class OrderManager:
         self.id_prefix = id_prefix
         self._valid_prefix: str | None = None
         self.outbox: deque[Command] = deque()
+        # Called with every event after its transaction, in subscription order;
+        # ``subscribe(..., kinds=...)`` narrows a listener to the kinds it reads.
         self.listeners: list[Callable[[Event], None]] = []
+        self._kinds: dict[Callable[[Event], None], frozenset[str]] = {}
+        self._routes: dict[str, list[Callable[[Event], None]]] = {}
+        self._routed_for: list[Callable[[Event], None]] = []
         self.duplicate_fills = 0
         self.reference_prices: dict[str, int] = {}
         self.linked = LinkedOrders(self)
@@ -154,9 +159,31 @@ class OrderManager:
             except Exception as exc:
                 self.failed = exc
                 raise JournalUnavailable(f"journal write failed: {exc!r}") from exc
+        listeners = self.listeners
+        if listeners != self._routed_for:  # subscribed since: route again
+            self._routes.clear()
+            self._routed_for = list(listeners)
+        routes = self._routes
         for event in events:
-            for listener in self.listeners:
+            kind = event.kind
+            route = routes.get(kind)
+            if route is None:
+                interest = self._kinds
+                route = routes[kind] = [
+                    f for f in listeners if f not in interest or kind in interest[f]
+                ]
+            for listener in route:
                 listener(event)
+
+    def subscribe(
+        self, listener: Callable[[Event], None], kinds: Iterable[str] | None = None
+    ) -> None:
+        """Call ``listener`` with each event (only those of ``kinds``, if given) once
+        its transaction is written; listeners run in the order they subscribed.
+        Narrowing saves a call per event the listener would ignore."""
+        if kinds is not None:
+            self._kinds[listener] = frozenset(kinds)
+        self.listeners.append(listener)
 
     @_step
     def record(self, cls: type[Event], /, **fields: Any) -> Event:

@@ -90,7 +90,7 @@ class RiskEngine:
         }
         self._base_of = {i.symbol: i.base for i in self.state.instruments.values()}
         self.kill_switch = KillSwitch(self, self.profile.kill_switch, self.profile.stages)
-        om.listeners.append(self._on_event)
+        om.subscribe(self._on_event, ("OrderFilled", "BalanceAdjusted", "OrderCanceled"))
 
     # -- holds ----------------------------------------------------------------------------
     def hold(self, reason: str) -> None:
