@@ -3,6 +3,7 @@ minutes, determinism, no global state, the risk engine in the path, multi-symbol
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -63,7 +64,9 @@ def test_parity_with_backtesting_py_on_real_btc_minutes() -> None:
 
 def test_same_run_twice_is_identical_and_two_runs_share_nothing() -> None:
     bars = synthetic_bars(30_000, seed=7)
+    thresholds = gc.get_threshold()
     first = Backtest(SmaCross, bars, params=PARAMS).run()
+    assert gc.get_threshold() == thresholds  # the run's collector setting is undone
     # Another backtest in between, with other parameters, in another thread.
     other: list[object] = []
     t = threading.Thread(

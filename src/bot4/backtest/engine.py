@@ -16,6 +16,7 @@ flat; see ``benchmarks/backtest.py``.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -41,6 +42,7 @@ from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.indicators import BatchIndicator
 from bot4.strategy.positions import position_changed
 
+GC_THRESHOLD0 = 10_000  # container allocations between young collections
 CHUNK = 1 << 16
 
 
@@ -108,6 +110,18 @@ class Backtest:
         self.journal_url = journal_url
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> BacktestResult:
+        # Young garbage collections every GC_THRESHOLD0 allocations instead of 700 for
+        # the run (restored after): the run keeps every order it made, and frequent
+        # collections walking them cost ~4 % of a 1M-bar run (measured); almost all
+        # of the order path is freed by reference counting, not by the collector.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], GC_THRESHOLD0), thresholds[1], thresholds[2])
+        try:
+            return self._run(progress)
+        finally:
+            gc.set_threshold(*thresholds)
+
+    def _run(self, progress: Callable[[int, int], None] | None) -> BacktestResult:
         started = time.perf_counter()
         series = self.series
         first_ts = min(int(s.ts_ns[0]) for s in series)

@@ -32,6 +32,7 @@ from bot4.core.errors import (
     InvalidTransition,
     JournalUnavailable,
     UnknownInstrument,
+    UnknownOrder,
     ValidationError,
 )
 from bot4.core.events import (
@@ -410,10 +411,15 @@ class OrderManager:
         add = self.dedup.add
         for spec in specs:
             add(spec["client_order_id"], now)
-        orders = self.state.orders
+        state = self.state
+        orders = state.orders
+        pending = self._pending
         created = []
         for spec in specs:
-            self._emit(OrderInitialized, None, **spec)
+            # _emit's work, with the fields passed through once (not packed twice)
+            event = OrderInitialized(state.last_seq + 1, now, now, **spec)
+            state.apply(event)
+            pending.append(event)
             created.append(orders[spec["client_order_id"]])
         for order in created[:submit]:
             cid = order.client_order_id
@@ -576,7 +582,9 @@ class OrderManager:
     def _report(self, cls: type[Event], cid: str, ts_event: int | None, /, *fields: Any) -> bool:
         """Apply a venue report (``fields``: the event's after the client id, in order);
         a repeat of a report already reflected is a no-op."""
-        order = self.state.order(cid)
+        order = self.state.orders.get(cid)
+        if order is None:
+            raise UnknownOrder(cid)
         try:
             self._emit(cls, ts_event, cid, *fields)
         except InvalidTransition:
