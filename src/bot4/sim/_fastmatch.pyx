@@ -29,7 +29,7 @@ from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 
-from bot4.sim._fastbook cimport BookCore
+from bot4.sim._fastbook cimport BookCore, Level, Rec
 
 
 cdef extern from "Python.h":
@@ -357,15 +357,13 @@ cdef object _market_buy_cost(BookCore book, object qty):
     cdef list keys = book.ask_keys
     cdef dict levels = book.asks
     cdef Py_ssize_t i
-    cdef list rec
     rem = qty
     cost = 0
     for i in range(PyList_GET_SIZE(keys) - 1, -1, -1):
         price = -(<object>PyList_GET_ITEM(keys, i))
         avail = 0
-        for r in (<list>levels[price])[2]:
-            rec = <list>r
-            avail = avail + rec[0]  # dead records hold 0
+        for r in (<Level>levels[price]).queue:
+            avail = avail + (<Rec>r).qty  # dead records hold 0
             if avail >= rem:
                 break
         take = rem if rem < avail else avail
@@ -678,7 +676,7 @@ cdef class FastEngine:
                 or not isinstance(book, BookCore)):
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         now = _now(self.clock)
-        (<BookCore>book)._remove(<list>(<BookCore>book).orders[o.order_id])
+        (<BookCore>book)._remove(<Rec>(<BookCore>book).orders[o.order_id])
         self._release(o)
         o.status = _CANCELED
         o.update_time = now
@@ -778,7 +776,9 @@ cdef class FastEngine:
                     list out) except -1:
         """``MatchingCore._take`` for a taker without self-trade prevention."""
         cdef dict levels
-        cdef list keys, lvl, rec
+        cdef list keys
+        cdef Level lvl
+        cdef Rec rec
         cdef bint is_buy = o.is_buy
         cdef SimOrder maker
         if is_buy:
@@ -791,40 +791,40 @@ cdef class FastEngine:
             price = -top if is_buy else top
             if _nz(limit) and (price > limit if is_buy else price < limit):
                 break
-            lvl = <list>levels[price]
-            queue = lvl[2]
+            lvl = <Level>levels[price]
+            queue = lvl.queue
             while _nz(rem):
-                rec = <list>queue[0]
-                mq = rec[0]
+                rec = <Rec>queue[0]
+                mq = rec.qty
                 if not _nz(mq):
                     queue.popleft()
                     continue
-                maker = <SimOrder?>rec[7]
-                vis = rec[1]
+                maker = <SimOrder?>rec.owner
+                vis = rec.visible
                 fill = rem if rem < vis else vis
                 rem -= fill
                 mq -= fill
                 vis -= fill
-                rec[0] = mq
-                lvl[0] = lvl[0] - fill
+                rec.qty = mq
+                lvl.total = lvl.total - fill
                 self._trade(st, o, maker, price, fill, mq, now, out)
                 if _nz(vis):
-                    rec[1] = vis
+                    rec.visible = vis
                     continue
                 queue.popleft()
                 if _nz(mq):  # iceberg: the next slice queues at the back
-                    vis = rec[5] if rec[5] < mq else mq
-                    rec[1] = vis
-                    lvl[0] = lvl[0] + vis
+                    vis = rec.display if rec.display < mq else mq
+                    rec.visible = vis
+                    lvl.total = lvl.total + vis
                     queue.append(rec)
                     continue
-                rec[1] = 0
-                lvl[1] = lvl[1] - 1
+                rec.visible = 0
+                lvl.count -= 1
                 PyDict_DelItem(book.orders, maker.order_id)
                 self._close(maker)
-                if not _nz(lvl[1]):
+                if not lvl.count:
                     break
-            if not _nz(lvl[1]):
+            if not lvl.count:
                 book._drop_level(lvl)
             if o.status is _IN_MATCH:
                 return 0
