@@ -29,6 +29,11 @@ from libc.math cimport llround
 # level fields:  L_TOTAL L_COUNT L_QUEUE L_PRICE L_IS_BUY
 cdef Py_ssize_t _PURGE_SLACK = 16  # as in book.py: purge dead records past 2 * live + 16
 cdef long long _INT_LIMIT = 9000000000  # |int| below this: int * 1e9 fits a C long long
+# A level's queue operations through the deque's own method descriptors: a call
+# instead of looking the method up on the object each time (``queue.popleft()``).
+cdef object _append = deque.append
+cdef object _pop = deque.pop
+cdef object _popleft = deque.popleft
 
 
 cdef inline object _last(list keys):
@@ -236,7 +241,7 @@ cdef class BookCore:
                 queue = self._spare.pop()
             else:
                 queue = deque()
-            queue.append(rec)
+            _append(queue, rec)
             lvl = Level.__new__(Level)
             lvl.total = visible
             lvl.count = 1
@@ -249,7 +254,7 @@ cdef class BookCore:
             lvl = <Level>found
             lvl.total = lvl.total + visible
             lvl.count += 1
-            lvl.queue.append(rec)
+            _append(lvl.queue, rec)
         rec.level = lvl
         PyDict_SetItem(self.orders, order_id, rec)
         return rec
@@ -293,9 +298,9 @@ cdef class BookCore:
             rec.visible = 0
             queue = lvl.queue
             if queue[-1] is rec:
-                queue.pop()
+                _pop(queue)
             elif queue[0] is rec:
-                queue.popleft()
+                _popleft(queue)
             elif len(queue) > 2 * count + _PURGE_SLACK:
                 self._purge(lvl)
             return 0
@@ -326,9 +331,9 @@ cdef class BookCore:
         PyDict_DelItem(self.orders, rec.order_id)
         queue = lvl.queue
         if queue[-1] is rec:
-            queue.pop()
+            _pop(queue)
         elif queue[0] is rec:
-            queue.popleft()
+            _popleft(queue)
         elif len(queue) > 2 * lvl.count + _PURGE_SLACK:
             self._purge(lvl)
 
