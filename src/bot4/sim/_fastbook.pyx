@@ -1,16 +1,18 @@
 # cython: language_level=3, boundscheck=False
 """Compiled core of the L3 book and of the Bitfinex feed loop (see docs/sim.md).
 
-``BookCore`` holds exactly the data ``bot4.sim.book.PyOrderBook`` holds -- the same
-record and level lists, the same sorted key lists, the same dicts -- and its methods
-are line-for-line translations of the pure-Python ones.  Sharing the layout is what
-lets the matching engine, ``walk``, the exchange server and the tests work on either
-book unchanged; ``tests/test_sim_compiled.py`` drives both with the same random
-stream and compares them.
+``BookCore`` holds the data ``bot4.sim.book.PyOrderBook`` holds -- the same sorted key
+lists, the same dicts, a deque per level with the same dead records and purges -- and
+its methods are line-for-line translations of the pure-Python ones.  Records and levels
+are C structs (``Rec``, ``Level``) that index like the pure book's lists, with the same
+field numbers: that is what lets the matching engine, ``walk``, the exchange server and
+the tests work on either book unchanged; ``tests/test_sim_compiled.py`` drives both
+with the same random stream and compares them.
 
 The speed comes from typed containers (``list``/``dict`` operations become direct C-API
-calls with no bounds checks), literal field indices, and the feed loop running here
-over the parsed JSON list instead of in the interpreter.  Numbers stay Python ints:
+calls with no bounds checks), struct fields instead of list items, records the garbage
+collector does not track, and the feed loop running here over the parsed JSON list
+instead of in the interpreter.  Numbers stay Python ints:
 the book is exact for any size, as the pure one is.
 """
 
