@@ -147,6 +147,46 @@ def test_compiled_book_purges_long_queues_like_the_pure_one() -> None:
     assert len(fast.asks[100][2]) == len(pure.asks[100][2])  # the same purges ran
 
 
+def test_compiled_book_records_index_like_the_pure_lists() -> None:
+    """The compiled book's records and levels are C structs that Python code (the pure
+    matching core on the rare requests, ``walk``, the server, the queries) indexes with
+    the pure book's field numbers: every field, slices and negative indices, reads and
+    writes."""
+    fast, pure = OrderBook("X"), PyOrderBook("X")
+    recs = [book.add(7, True, 100, 5, 2, "acct", "owner") for book in (fast, pure)]
+    for i in range(-9, 9):
+        if i % 9 != 8:  # LEVEL: the level objects differ, compared below
+            assert recs[0][i] == recs[1][i], i
+    assert list(recs[0][:8]) == list(recs[1][:8]) and len(recs[0]) == 9
+    lvls = [rec[8] for rec in recs]
+    assert [lvl[i] for lvl in lvls for i in (0, 1, 3, 4)] == [2, 1, 100, True] * 2
+    assert [list(lvl[2]) for lvl in lvls] == [[recs[0]], [recs[1]]]
+    for rec in recs:
+        rec[1] = 1
+        rec[-9] = 4
+    assert recs[0][:2] == recs[1][:2] == [4, 1]
+    for obj in (recs[0], lvls[0]):
+        with pytest.raises(IndexError):
+            obj[9]
+
+
+def test_a_dropped_compiled_book_frees_its_records() -> None:
+    """Records and levels are not tracked by the garbage collector; the book breaks
+    their record <-> level cycles itself when it goes, or they would leak."""
+    import sys
+
+    owner = object()
+    before = sys.getrefcount(owner)
+    book = OrderBook("X")
+    for oid in range(50):
+        book.add(oid, oid % 2 == 0, 100 + oid % 5, 3, 0, "acct", owner)
+    for oid in range(1, 40, 3):
+        book.cancel(oid)  # dead records left in the middle of queues
+    assert sys.getrefcount(owner) > before
+    del book
+    assert sys.getrefcount(owner) == before
+
+
 # -- the Bitfinex feed loop ---------------------------------------------------------------
 def _feed_state(feed: BitfinexL3Feed) -> tuple[object, ...]:
     return (_observe(feed.book), feed.stats, feed._was_crossed)

@@ -1,19 +1,22 @@
 # cython: language_level=3, boundscheck=False
 """Compiled core of the L3 book and of the Bitfinex feed loop (see docs/sim.md).
 
-``BookCore`` holds exactly the data ``bot4.sim.book.PyOrderBook`` holds -- the same
-record and level lists, the same sorted key lists, the same dicts -- and its methods
-are line-for-line translations of the pure-Python ones.  Sharing the layout is what
-lets the matching engine, ``walk``, the exchange server and the tests work on either
-book unchanged; ``tests/test_sim_compiled.py`` drives both with the same random
-stream and compares them.
+``BookCore`` holds the data ``bot4.sim.book.PyOrderBook`` holds -- the same sorted key
+lists, the same dicts, a deque per level with the same dead records and purges -- and
+its methods are line-for-line translations of the pure-Python ones.  Records and levels
+are C structs (``Rec``, ``Level``) that index like the pure book's lists, with the same
+field numbers: that is what lets the matching engine, ``walk``, the exchange server and
+the tests work on either book unchanged; ``tests/test_sim_compiled.py`` drives both
+with the same random stream and compares them.
 
 The speed comes from typed containers (``list``/``dict`` operations become direct C-API
-calls with no bounds checks), literal field indices, and the feed loop running here
-over the parsed JSON list instead of in the interpreter.  Numbers stay Python ints:
+calls with no bounds checks), struct fields instead of list items, records the garbage
+collector does not track, and the feed loop running here over the parsed JSON list
+instead of in the interpreter.  Numbers stay Python ints:
 the book is exact for any size, as the pure one is.
 """
 
+cimport cython
 from bisect import bisect_left, insort
 from collections import deque
 
@@ -28,6 +31,11 @@ from libc.math cimport llround
 # level fields:  L_TOTAL L_COUNT L_QUEUE L_PRICE L_IS_BUY
 cdef Py_ssize_t _PURGE_SLACK = 16  # as in book.py: purge dead records past 2 * live + 16
 cdef long long _INT_LIMIT = 9000000000  # |int| below this: int * 1e9 fits a C long long
+# A level's queue operations through the deque's own method descriptors: a call
+# instead of looking the method up on the object each time (``queue.popleft()``).
+cdef object _append = deque.append
+cdef object _pop = deque.pop
+cdef object _popleft = deque.popleft
 
 
 cdef inline object _last(list keys):
@@ -52,9 +60,141 @@ cdef inline int _add_key(list keys, object key) except -1:
     return 0
 
 
+@cython.no_gc
+@cython.freelist(256)
+cdef class Rec:
+    """One resting order: ``book.py``'s 9-slot record list as a C struct.
+
+    The compiled book and matching core read and write the fields directly; Python code
+    (the pure matching core run on the compiled book for the rare requests, ``walk``,
+    the queries, the server, the tests) indexes it exactly like the list, with the same
+    field numbers (``rec[QTY]``, ``rec[LEVEL]``, slices).  One allocation instead of a
+    list and its item array, and not tracked by the garbage collector: a record refers
+    to ints, strs, its ``SimOrder`` (itself untracked) and its level, and the one cycle
+    that makes -- record -> level -> queue -> record -- is broken by the book, as the
+    pure book does: a dropped level's queue is cleared, and so is every level's when
+    the book goes (``BookCore.__dealloc__``).  Young collections used to traverse every
+    new record and everything it held."""
+
+    def __len__(self):
+        return 9
+
+    cdef list _as_list(self):
+        return [self.qty, self.visible, self.price, self.order_id, self.is_buy,
+                self.display, self.account, self.owner, self.level]
+
+    def __getitem__(self, index):
+        cdef Py_ssize_t i
+        if type(index) is not int:
+            return self._as_list()[index]
+        i = index
+        if i < 0:
+            i += 9
+        if i == 0:
+            return self.qty
+        if i == 1:
+            return self.visible
+        if i == 2:
+            return self.price
+        if i == 3:
+            return self.order_id
+        if i == 4:
+            return self.is_buy
+        if i == 5:
+            return self.display
+        if i == 6:
+            return self.account
+        if i == 7:
+            return self.owner
+        if i == 8:
+            return self.level
+        raise IndexError("record index out of range")
+
+    def __setitem__(self, Py_ssize_t i, value):
+        if i < 0:
+            i += 9
+        if i == 0:
+            self.qty = value
+        elif i == 1:
+            self.visible = value
+        elif i == 2:
+            self.price = value
+        elif i == 3:
+            self.order_id = value
+        elif i == 4:
+            self.is_buy = value
+        elif i == 5:
+            self.display = value
+        elif i == 6:
+            self.account = value
+        elif i == 7:
+            self.owner = value
+        elif i == 8:
+            self.level = value
+        else:
+            raise IndexError("record index out of range")
+
+    def __repr__(self):
+        return f"Rec({self.qty!r}, {self.visible!r}, {self.price!r}, {self.order_id!r}, ...)"
+
+
+@cython.no_gc
+@cython.freelist(64)
+cdef class Level:
+    """One price level: ``book.py``'s ``[total, count, queue, price, is_buy]`` as a C
+    struct, indexed like the list by Python code (``lvl[L_TOTAL]``); the count is a C
+    integer.  Untracked by the garbage collector for the reasons ``Rec`` gives."""
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, index):
+        cdef Py_ssize_t i
+        if type(index) is not int:
+            return [self.total, self.count, self.queue, self.price, self.is_buy][index]
+        i = index
+        if i < 0:
+            i += 5
+        if i == 0:
+            return self.total
+        if i == 1:
+            return self.count
+        if i == 2:
+            return self.queue
+        if i == 3:
+            return self.price
+        if i == 4:
+            return self.is_buy
+        raise IndexError("level index out of range")
+
+    def __setitem__(self, Py_ssize_t i, value):
+        if i < 0:
+            i += 5
+        if i == 0:
+            self.total = value
+        elif i == 1:
+            self.count = value
+        elif i == 2:
+            self.queue = value
+        elif i == 3:
+            self.price = value
+        elif i == 4:
+            self.is_buy = value
+        else:
+            raise IndexError("level index out of range")
+
+    def __repr__(self):
+        return f"Level({self.total!r}, {self.count}, <{len(self.queue)} queued>, {self.price!r})"
+
+
+@cython.no_gc_clear
 cdef class BookCore:
     """The book's state and its changing operations; queries live in the Python
-    subclass (``bot4.sim.book.OrderBook``), which is the public type."""
+    subclass (``bot4.sim.book.OrderBook``), which is the public type.
+
+    ``no_gc_clear``: if the collector ever finds a book in a cycle, it breaks the cycle
+    elsewhere and leaves the book whole for ``__dealloc__``, which must still see its
+    levels to break their (untracked) record <-> level cycles."""
 
     # fields in _fastbook.pxd; ``_spare``: emptied queues of dropped levels, for reuse
 
@@ -67,16 +207,32 @@ cdef class BookCore:
         self.ask_keys = []
         self.orders = {}
 
-    cdef list _new_record(self, object order_id, object is_buy, object price, object qty,
-                          object display, object account, object owner):
+    def __dealloc__(self):
+        cdef dict levels
+        for levels in (self.bids, self.asks):
+            if levels is not None:
+                for lvl in levels.values():
+                    if isinstance(lvl, Level) and isinstance((<Level>lvl).queue, deque):
+                        (<Level>lvl).queue.clear()
+
+    cdef Rec _new_record(self, object order_id, object is_buy, object price, object qty,
+                         object display, object account, object owner):
         cdef object visible = display if display and 0 < display < qty else qty
-        cdef list rec = [qty, visible, price, order_id, is_buy, display, account, owner, None]
+        cdef Rec rec = Rec.__new__(Rec)
         cdef object queue
         cdef dict levels
         cdef list keys
         cdef object key
-        cdef list lvl
+        cdef Level lvl
         cdef PyObject* found
+        rec.qty = qty
+        rec.visible = visible
+        rec.price = price
+        rec.order_id = order_id
+        rec.is_buy = is_buy
+        rec.display = display
+        rec.account = account
+        rec.owner = owner
         if is_buy:
             levels, keys, key = self.bids, self.bid_keys, price
         else:
@@ -87,28 +243,42 @@ cdef class BookCore:
                 queue = self._spare.pop()
             else:
                 queue = deque()
-            queue.append(rec)
-            lvl = [visible, 1, queue, price, is_buy]
+            _append(queue, rec)
+            lvl = Level.__new__(Level)
+            lvl.total = visible
+            lvl.count = 1
+            lvl.queue = queue
+            lvl.price = price
+            lvl.is_buy = is_buy
             PyDict_SetItem(levels, price, lvl)
             _add_key(keys, key)
         else:
-            lvl = <list>found
-            lvl[0] = lvl[0] + visible
-            lvl[1] = lvl[1] + 1
-            lvl[2].append(rec)
-        rec[8] = lvl
+            lvl = <Level>found
+            lvl.total = lvl.total + visible
+            lvl.count += 1
+            _append(lvl.queue, rec)
+        rec.level = lvl
         PyDict_SetItem(self.orders, order_id, rec)
         return rec
 
-    cdef int _recycle(self, list lvl) except -1:
+    cdef int _recycle(self, Level lvl) except -1:
         """Empty a dropped level's queue (breaking the record <-> level cycles, as the
         pure book does) and keep it for the next new level: a deque costs more to
         create than the rest of an add.  The dropped level is left an empty tuple."""
-        queue = lvl[2]
+        queue = lvl.queue
         queue.clear()
-        lvl[2] = ()
+        lvl.queue = ()
         if PyList_GET_SIZE(self._spare) < 64:
             self._spare.append(queue)
+        return 0
+
+    cdef int _purge(self, Level lvl) except -1:
+        """Drop the dead records of a long queue (the pure book's comprehension)."""
+        cdef object fresh = deque()
+        for r in lvl.queue:
+            if (<Rec>r).qty:
+                fresh.append(r)
+        lvl.queue = fresh
         return 0
 
     def add(self, order_id, is_buy, price, qty, display=0, account=None, owner=None):
@@ -117,31 +287,31 @@ cdef class BookCore:
             raise ValueError(f"bad add of {order_id}: price {price}, qty {qty}, display {display}")
         return self._new_record(order_id, is_buy, price, qty, display, account, owner)
 
-    cdef int _remove(self, list rec) except -1:
-        cdef list lvl = <list>rec[8]
+    cdef int _remove(self, Rec rec) except -1:
+        cdef Level lvl = <Level>rec.level
         cdef object queue
-        cdef object count
-        PyDict_DelItem(self.orders, rec[3])
-        rec[0] = 0
-        count = lvl[1] - 1
+        cdef Py_ssize_t count
+        PyDict_DelItem(self.orders, rec.order_id)
+        rec.qty = 0
+        count = lvl.count - 1
         if count:
-            lvl[1] = count
-            lvl[0] = lvl[0] - rec[1]
-            rec[1] = 0
-            queue = lvl[2]
+            lvl.count = count
+            lvl.total = lvl.total - rec.visible
+            rec.visible = 0
+            queue = lvl.queue
             if queue[-1] is rec:
-                queue.pop()
+                _pop(queue)
             elif queue[0] is rec:
-                queue.popleft()
+                _popleft(queue)
             elif len(queue) > 2 * count + _PURGE_SLACK:
-                lvl[2] = deque([r for r in queue if r[0]])
+                self._purge(lvl)
             return 0
-        rec[1] = 0
-        lvl[1] = 0
-        lvl[0] = 0
+        rec.visible = 0
+        lvl.count = 0
+        lvl.total = 0
         self._recycle(lvl)
-        price = lvl[3]
-        if lvl[4]:
+        price = lvl.price
+        if lvl.is_buy:
             PyDict_DelItem(self.bids, price)
             _drop_key(self.bid_keys, price)
         else:
@@ -149,34 +319,34 @@ cdef class BookCore:
             _drop_key(self.ask_keys, -price)
         return 0
 
-    def remove_record(self, list rec) -> None:
+    def remove_record(self, Rec rec) -> None:
         """Remove a live record, and its level if that empties."""
         self._remove(rec)
 
-    def detach(self, list rec) -> None:
+    def detach(self, Rec rec) -> None:
         """Take a record out of the book but leave an emptied level in place."""
-        cdef list lvl = <list>rec[8]
-        lvl[0] = lvl[0] - rec[1]
-        lvl[1] = lvl[1] - 1
-        rec[0] = 0
-        rec[1] = 0
-        PyDict_DelItem(self.orders, rec[3])
-        queue = lvl[2]
+        cdef Level lvl = <Level>rec.level
+        lvl.total = lvl.total - rec.visible
+        lvl.count -= 1
+        rec.qty = 0
+        rec.visible = 0
+        PyDict_DelItem(self.orders, rec.order_id)
+        queue = lvl.queue
         if queue[-1] is rec:
-            queue.pop()
+            _pop(queue)
         elif queue[0] is rec:
-            queue.popleft()
-        elif len(queue) > 2 * lvl[1] + _PURGE_SLACK:
-            lvl[2] = deque([r for r in queue if r[0]])
+            _popleft(queue)
+        elif len(queue) > 2 * lvl.count + _PURGE_SLACK:
+            self._purge(lvl)
 
-    def drop_level(self, list lvl) -> None:
+    def drop_level(self, Level lvl) -> None:
         """Remove an empty level from its side."""
         self._drop_level(lvl)
 
-    cdef int _drop_level(self, list lvl) except -1:
+    cdef int _drop_level(self, Level lvl) except -1:
         self._recycle(lvl)
-        price = lvl[3]
-        if lvl[4]:
+        price = lvl.price
+        if lvl.is_buy:
             PyDict_DelItem(self.bids, price)
             _drop_key(self.bid_keys, price)
         else:
@@ -187,44 +357,45 @@ cdef class BookCore:
     def modify(self, order_id, price, qty):
         """See ``PyOrderBook.modify``."""
         cdef PyObject* found = PyDict_GetItem(self.orders, order_id)
-        cdef list rec
+        cdef Rec rec
         if found == NULL:
             from bot4.sim.book import UnknownBookOrder
             raise UnknownBookOrder(order_id)
         if price <= 0 or qty <= 0:
             raise ValueError(f"bad modify of {order_id}: price {price}, qty {qty}")
-        rec = <list>found
-        old = rec[0]
-        if price == rec[2] and qty <= old:
+        rec = <Rec>found
+        old = rec.qty
+        if price == rec.price and qty <= old:
             if qty < old:
-                rec[0] = qty
-                vis = rec[1]
+                rec.qty = qty
+                vis = rec.visible
                 if vis > qty:
-                    lvl = rec[8]
-                    lvl[0] = lvl[0] - (vis - qty)
-                    rec[1] = qty
+                    lvl = <Level>rec.level
+                    lvl.total = lvl.total - (vis - qty)
+                    rec.visible = qty
             return True
         self._remove(rec)
-        self._new_record(order_id, rec[4], price, qty, rec[5], rec[6], rec[7])
+        self._new_record(order_id, rec.is_buy, price, qty, rec.display, rec.account, rec.owner)
         return False
 
     cdef int _upsert(self, object order_id, object is_buy, object price, object qty) except -1:
         cdef PyObject* found = PyDict_GetItem(self.orders, order_id)
-        cdef list rec
+        cdef Rec rec
+        cdef Level lvl
         cdef int outcome = 0
         cdef bint same_side
         if found != NULL:
-            rec = <list>found
-            old = rec[0]
-            same_side = rec[4] is is_buy
-            if same_side and price == rec[2] and qty <= old:
+            rec = <Rec>found
+            old = rec.qty
+            same_side = rec.is_buy is is_buy
+            if same_side and price == rec.price and qty <= old:
                 if qty < old:
-                    rec[0] = qty
-                    vis = rec[1]
+                    rec.qty = qty
+                    vis = rec.visible
                     if vis > qty:
-                        lvl = rec[8]
-                        lvl[0] = lvl[0] - (vis - qty)
-                        rec[1] = qty
+                        lvl = <Level>rec.level
+                        lvl.total = lvl.total - (vis - qty)
+                        rec.visible = qty
                 return 1  # KEPT
             outcome = 2 if same_side else 3  # REQUEUED / FLIPPED
             self._remove(rec)
@@ -309,7 +480,7 @@ def apply_bitfinex(BookCore book, list messages, object convert, object other, o
                 if found == NULL:
                     missed += 1
                 else:
-                    book._remove(<list>found)
+                    book._remove(<Rec>found)
             else:
                 if not _raw_c(price, &kp) or not _raw_c(amount, &kq):
                     kp = kq = 0

@@ -29,7 +29,7 @@ from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 
-from bot4.sim._fastbook cimport BookCore
+from bot4.sim._fastbook cimport BookCore, Level, Rec
 
 
 cdef extern from "Python.h":
@@ -40,6 +40,8 @@ cdef extern from "Python.h":
         Py_ssize_t offset
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
+
+from collections import deque
 
 from bot4.core.clock import TestClock as _TestClock
 from bot4.core.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
@@ -86,6 +88,8 @@ cdef frozenset _TRIGGERED_TYPES = frozenset(t for t in OrderType if t.has_trigge
 cdef object _ExecutionReport = ExecutionReport
 cdef object _Trade = Trade
 cdef object _NewOrder = NewOrder
+cdef object _popleft = deque.popleft  # called through the descriptor: no method lookup
+cdef object _append = deque.append
 
 # bound by ``bind`` (bot4.sim.matching), which imports after this module
 cdef object _slow_submit = None
@@ -181,6 +185,40 @@ cdef inline int _move(object bal, object d_free, object d_locked) except -1:
         if d_locked:
             bal.locked = bal.locked + d_locked
     return 0
+
+
+cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
+    """``bal.free -= d_free; bal.locked -= d_locked`` (a zero leaves the field as is):
+    ``_move`` of the negated amounts without building them."""
+    if type(bal) is _Balance:
+        if _nz(d_free):
+            _slot_set(bal, _FREE, _slot_get(bal, _FREE) - d_free)
+        if _nz(d_locked):
+            _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) - d_locked)
+    else:
+        if d_free:
+            bal.free = bal.free - d_free
+        if d_locked:
+            bal.locked = bal.locked - d_locked
+    return 0
+
+
+cdef inline int _lock(object bal, object money) except -1:
+    """``bal.free -= money; bal.locked += money``."""
+    if type(bal) is _Balance and _nz(money):
+        _slot_set(bal, _FREE, _slot_get(bal, _FREE) - money)
+        _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + money)
+        return 0
+    return _move(bal, -money, money)
+
+
+cdef inline int _unlock(object bal, object money) except -1:
+    """``bal.free += money; bal.locked -= money``."""
+    if type(bal) is _Balance and _nz(money):
+        _slot_set(bal, _FREE, _slot_get(bal, _FREE) + money)
+        _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) - money)
+        return 0
+    return _move(bal, money, -money)
 
 
 cdef inline object _now(object clock):
@@ -357,15 +395,13 @@ cdef object _market_buy_cost(BookCore book, object qty):
     cdef list keys = book.ask_keys
     cdef dict levels = book.asks
     cdef Py_ssize_t i
-    cdef list rec
     rem = qty
     cost = 0
     for i in range(PyList_GET_SIZE(keys) - 1, -1, -1):
         price = -(<object>PyList_GET_ITEM(keys, i))
         avail = 0
-        for r in (<list>levels[price])[2]:
-            rec = <list>r
-            avail = avail + rec[0]  # dead records hold 0
+        for r in (<Level>levels[price]).queue:
+            avail = avail + (<Rec>r).qty  # dead records hold 0
             if avail >= rem:
                 break
         take = rem if rem < avail else avail
@@ -585,15 +621,19 @@ cdef class FastEngine:
         account_obj = acct.account
         balances = _slot_get(account_obj, _BALANCES) if type(account_obj) is _Account \
             else account_obj.balances
+        # the (base, quote) pair the account keeps for this symbol holds the very
+        # ``Balance`` objects of ``balances`` (both come from ``Account.balance``):
+        # one lookup instead of two where it exists
+        pair = acct.balances.get(st.symbol)
         if is_buy:
             if priced:
                 need, unit = notional, price  # price * qty, from the filter above
             else:
                 need, unit = _market_buy_cost(<BookCore>book, qty), 0
-            bal = balances.get(st.quote)
+            bal = (<tuple>pair)[1] if pair is not None else balances.get(st.quote)
         else:
             need, unit = qty * SCALE, SCALE
-            bal = balances.get(st.base)
+            bal = (<tuple>pair)[0] if pair is not None else balances.get(st.base)
         if need > (_free(bal) if bal is not None else 0):
             return _slow_submit(self, req)
 
@@ -605,7 +645,6 @@ cdef class FastEngine:
             cid = bot4_sim_id(<long long>oid) if 0 < oid < _BIG_ID else f"sim-{oid}"
             while cid in open_of:
                 cid += "x"
-        pair = acct.balances.get(st.symbol)
         if pair is None:
             pair = acct.balances[st.symbol] = (
                 acct.account.balance(st.base),
@@ -642,7 +681,7 @@ cdef class FastEngine:
         if _nz(unit):
             lock = need  # qty * unit: price * qty for a buy, qty * SCALE for a sell
             bal = quote_bal if is_buy else base_bal
-            _move(bal, -lock, lock)
+            _lock(bal, lock)
             o.locked_money = lock
         PyDict_SetItem(open_of, cid, o)
         PyDict_SetItem(self.open_orders, oid, o)
@@ -678,7 +717,7 @@ cdef class FastEngine:
                 or not isinstance(book, BookCore)):
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         now = _now(self.clock)
-        (<BookCore>book)._remove(<list>(<BookCore>book).orders[o.order_id])
+        (<BookCore>book)._remove(<Rec>(<BookCore>book).orders[o.order_id])
         self._release(o)
         o.status = _CANCELED
         o.update_time = now
@@ -724,7 +763,7 @@ cdef class FastEngine:
     cdef int _release(self, SimOrder o) except -1:
         money = o.locked_money
         if _nz(money):
-            _move(o.quote_bal if o.is_buy else o.base_bal, money, -money)
+            _unlock(o.quote_bal if o.is_buy else o.base_bal, money)
             o.locked_money = 0
         return 0
 
@@ -778,7 +817,9 @@ cdef class FastEngine:
                     list out) except -1:
         """``MatchingCore._take`` for a taker without self-trade prevention."""
         cdef dict levels
-        cdef list keys, lvl, rec
+        cdef list keys
+        cdef Level lvl
+        cdef Rec rec
         cdef bint is_buy = o.is_buy
         cdef SimOrder maker
         if is_buy:
@@ -791,40 +832,40 @@ cdef class FastEngine:
             price = -top if is_buy else top
             if _nz(limit) and (price > limit if is_buy else price < limit):
                 break
-            lvl = <list>levels[price]
-            queue = lvl[2]
+            lvl = <Level>levels[price]
+            queue = lvl.queue
             while _nz(rem):
-                rec = <list>queue[0]
-                mq = rec[0]
+                rec = <Rec>queue[0]
+                mq = rec.qty
                 if not _nz(mq):
-                    queue.popleft()
+                    _popleft(queue)
                     continue
-                maker = <SimOrder?>rec[7]
-                vis = rec[1]
+                maker = <SimOrder?>rec.owner
+                vis = rec.visible
                 fill = rem if rem < vis else vis
                 rem -= fill
                 mq -= fill
                 vis -= fill
-                rec[0] = mq
-                lvl[0] = lvl[0] - fill
+                rec.qty = mq
+                lvl.total = lvl.total - fill
                 self._trade(st, o, maker, price, fill, mq, now, out)
                 if _nz(vis):
-                    rec[1] = vis
+                    rec.visible = vis
                     continue
-                queue.popleft()
+                _popleft(queue)
                 if _nz(mq):  # iceberg: the next slice queues at the back
-                    vis = rec[5] if rec[5] < mq else mq
-                    rec[1] = vis
-                    lvl[0] = lvl[0] + vis
-                    queue.append(rec)
+                    vis = rec.display if rec.display < mq else mq
+                    rec.visible = vis
+                    lvl.total = lvl.total + vis
+                    _append(queue, rec)
                     continue
-                rec[1] = 0
-                lvl[1] = lvl[1] - 1
+                rec.visible = 0
+                lvl.count -= 1
                 PyDict_DelItem(book.orders, maker.order_id)
                 self._close(maker)
-                if not _nz(lvl[1]):
+                if not lvl.count:
                     break
-            if not _nz(lvl[1]):
+            if not lvl.count:
                 book._drop_level(lvl)
             if o.status is _IN_MATCH:
                 return 0
@@ -895,9 +936,10 @@ cdef class FastEngine:
                 # qty * lock_unit; a maker always trades at its own (locked) price
                 release = notional if lock_unit == price else qty * lock_unit
                 o.locked_money = o.locked_money - release
-                _move(qb, release - notional, -release)
+                _move(qb, release - notional, 0)
+                _sub(qb, 0, release)
             else:
-                _move(qb, -notional, 0)
+                _sub(qb, notional, 0)
             if num >= 0:
                 fee = _charge(base_money, num, den, unit)
                 fee_asset = st.base
@@ -906,13 +948,13 @@ cdef class FastEngine:
                 fee = _charge(notional, num, den, unit)
                 fee_asset = st.quote
                 _move(bb, base_money, 0)
-                _move(qb, -fee, 0)
+                _sub(qb, fee, 0)
         else:
             if _nz(lock_unit):
                 o.locked_money = o.locked_money - base_money
-                _move(bb, 0, -base_money)
+                _sub(bb, 0, base_money)
             else:
-                _move(bb, -base_money, 0)
+                _sub(bb, base_money, 0)
             fee = _charge(notional, num, den, unit)
             fee_asset = st.quote
             _move(qb, notional - fee, 0)

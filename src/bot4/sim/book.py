@@ -5,6 +5,8 @@ Layout, chosen by profiling (see ``benchmarks/matching.py``):
 * A resting order is a small ``list`` (field indices below), not an object: building a
   list costs about a tenth of a slotted instance, and the L3 feed and the matching
   engine build one per add.  ``RestingOrder`` is the typed, immutable view handed out.
+  The compiled book (``_fastbook``) uses C structs (``Rec``, ``Level``) that index
+  exactly like these lists, so code reading records works on either book.
 * A price level is a list ``[total, count, queue, price, is_buy]``; ``queue`` is a ``deque`` of
   order records in time priority.  A cancel does not search the queue: it zeroes the
   record's quantity (a dead record) and fixes the level's totals; dead records are
