@@ -175,6 +175,30 @@ def test_sharpe_sortino_volatility_match_numpy() -> None:
     assert given.sharpe == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(252), rel=1e-9)
 
 
+def test_event_stamped_curve_is_scored_on_a_minute_grid() -> None:
+    """A tick backtest's curve has a point per event at irregular times: its returns and
+    P come from the last equity at or before each minute (what a 1m bar run would see);
+    the drawdown still sees every point, the dip between two minutes included."""
+    rng = np.random.default_rng(7)
+    minutes = rng.normal(0.0001, 0.002, 600)
+    at_minute = 1_000 * np.concatenate(([1.0], np.cumprod(1 + minutes)))
+    ts: list[int] = [T0]
+    eq: list[float] = [float(at_minute[0])]
+    for k in range(1, at_minute.size):  # a burst of events inside each minute
+        for j, offset in enumerate(sorted(rng.integers(1, MIN // 2, size=5))):
+            ts.append(T0 + (k - 1) * MIN + int(offset))
+            eq.append(float(at_minute[k - 1]) * (0.9 if (k, j) == (300, 2) else 1.0))
+        ts.append(T0 + k * MIN)  # the minute's last event lands on the boundary
+        eq.append(float(at_minute[k]))
+    m = compute_metrics(make_result(eq, ts=ts))
+    r = at_minute[1:] / at_minute[:-1] - 1
+    assert m.periods_per_year == 525_600
+    assert m.sharpe == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(525_600), rel=1e-9)
+    assert m.max_drawdown >= 0.1 - 1e-9  # the dip between minutes 299 and 300
+    regular = compute_metrics(make_result(at_minute))  # bars: unchanged behaviour
+    assert regular.sharpe == pytest.approx(m.sharpe, rel=1e-9)
+
+
 def test_known_small_return_series() -> None:
     # Returns +10 %, -10 %, +10 %: mean 1/30, sample std sqrt(4/300)=0.11547.
     eq = [100, 110, 99, 108.9]

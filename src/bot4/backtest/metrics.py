@@ -14,6 +14,13 @@ Conventions (each metric's docstring below is its definition):
 * ``P`` is the number of periods (bars) per year. Unless given, it is inferred from the
   median spacing of the timestamps, over a 365-day year because crypto trades every day:
   ``P = 365 * 86400 s / median(t_i - t_{i-1})``, so 1-minute bars give 525,600.
+* An irregular curve -- a backtest on trades or order-book data has a point per event,
+  milliseconds or hours apart -- is first sampled on a one-minute grid (the last equity
+  at or before each minute), and ``r`` and ``P`` (525,600) come from that grid: returns
+  between events are not periods, and scaling them by ``sqrt(events per year)`` gives
+  meaningless ratios (a Sharpe of -2,262 on a few hours of trades was one).  A curve is
+  irregular when fewer than half of its steps equal the median step.  Drawdowns and
+  exposure still use every point.
 * The risk-free rate is 0.
 * Ratios that are undefined (a zero or missing denominator, too few points) are ``None``,
   never NaN or infinity, so that ``Metrics.to_dict()`` is valid JSON.
@@ -36,6 +43,7 @@ __all__ = ["NS_PER_SECOND", "SECONDS_PER_YEAR", "Metrics", "compute_metrics", "i
 
 NS_PER_SECOND = 1_000_000_000
 SECONDS_PER_YEAR = 365 * 86_400  # crypto trades 24/7: 1-minute bars -> 525,600 per year
+GRID_NS = 60 * NS_PER_SECOND  # an irregular (event-stamped) curve is sampled per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,25 @@ def infer_periods(ts_ns: NDArray[np.int64]) -> float | None:
     return SECONDS_PER_YEAR * NS_PER_SECOND / float(np.median(dt))
 
 
+def _regular(ts_ns: NDArray[np.int64]) -> bool:
+    """Bars (at least half of the steps equal the median step; missing bars allowed)."""
+    dt = np.diff(ts_ns)
+    if dt.size == 0:
+        return True
+    return bool(np.mean(dt == np.median(dt)) >= 0.5)
+
+
+def _sample_grid(
+    ts_ns: NDArray[np.int64], eq: NDArray[np.float64], step_ns: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The curve's first point, then its last value at or before each grid boundary
+    (multiples of ``step_ns``) up to its last point."""
+    first = (int(ts_ns[0]) // step_ns + 1) * step_ns
+    grid = np.arange(first, int(ts_ns[-1]) + 1, step_ns, dtype=np.int64)
+    idx = np.searchsorted(ts_ns, grid, side="right") - 1
+    return np.concatenate([ts_ns[:1], grid]), np.concatenate([eq[:1], eq[idx]])
+
+
 def compute_metrics(result: BacktestResult, periods_per_year: float | None = None) -> Metrics:
     """Score a backtest; see `Metrics` for every definition.
 
@@ -196,9 +223,12 @@ def compute_metrics(result: BacktestResult, periods_per_year: float | None = Non
     finite = np.isfinite(eq)
     if not finite.all():
         ts, eq = ts[finite], eq[finite]
-    ppy = periods_per_year if periods_per_year is not None else infer_periods(ts)
+    ts_r, eq_r = ts, eq
+    if periods_per_year is None and not _regular(ts):
+        ts_r, eq_r = _sample_grid(ts, eq, GRID_NS)
+    ppy = periods_per_year if periods_per_year is not None else infer_periods(ts_r)
 
-    returns = _bar_returns(eq)
+    returns = _bar_returns(eq_r)
     vol, sharpe, sortino = _risk_ratios(returns, ppy)
     total_return, annual_return = _growth(result, ts)
     dd = _drawdown(ts, eq)
