@@ -1,6 +1,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot4.core.enums import OrderSide
 from bot4.core.errors import InstrumentRuleViolation, ValidationError
@@ -78,3 +80,22 @@ def test_bad_instrument_definitions(kwargs: dict[str, object], field: str) -> No
     with pytest.raises(ValidationError) as err:
         Instrument.create("X", "A", "B", **base)  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+@given(
+    st.integers(min_value=1, max_value=10**16),
+    st.integers(min_value=1, max_value=10**16),
+    st.sampled_from(["5", "1.5", "1", "10.25"]),
+    st.sampled_from(["0.2", "0.95", "1", "0"]),
+)
+def test_percent_price_band_is_exact(price: int, ref: int, up: str, down: str) -> None:
+    """The integer band check agrees with the Decimal definition at every price."""
+    inst = Instrument.create("X", "A", "B", "0.000000001", "1", percent_up=up, percent_down=down)
+    p, r = Decimal(price), Decimal(ref)
+    inside = r * Decimal(down) <= p <= r * Decimal(up)
+    try:
+        inst.check_percent_price(price, ref)
+        passed = True
+    except InstrumentRuleViolation:
+        passed = False
+    assert passed == inside

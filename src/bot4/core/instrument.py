@@ -43,6 +43,13 @@ class Instrument:
     max_notional_raw: int
     percent_up: Decimal = field(default=Decimal(5))
     percent_down: Decimal = field(default=Decimal("0.2"))
+    # The PERCENT_PRICE multipliers as exact fractions, for the per-order check.
+    _up: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _down: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_up", self.percent_up.as_integer_ratio())
+        object.__setattr__(self, "_down", self.percent_down.as_integer_ratio())
 
     @classmethod
     def create(
@@ -164,12 +171,18 @@ class Instrument:
             )
 
     def check_percent_price(self, price_raw: int, reference_raw: int) -> None:
-        """PERCENT_PRICE: a price within the band around the reference (fat-finger)."""
+        """PERCENT_PRICE: a price within the band around the reference (fat-finger).
+        Exact integer comparisons with the multipliers as fractions (every limit order
+        passes here); Decimals only for the message."""
         if reference_raw <= 0:
             return
-        price = from_raw(price_raw)
-        ref = from_raw(reference_raw)
-        if price > ref * self.percent_up or price < ref * self.percent_down:
+        up_num, up_den = self._up
+        down_num, down_den = self._down
+        if price_raw * up_den > reference_raw * up_num or (
+            price_raw * down_den < reference_raw * down_num
+        ):
+            price = from_raw(price_raw)
+            ref = from_raw(reference_raw)
             raise InstrumentRuleViolation(
                 "price",
                 "PERCENT_PRICE",
