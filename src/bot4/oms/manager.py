@@ -524,13 +524,14 @@ class OrderManager:
             shares_lock=tp is not None,  # the take-profit holds the pair's lock
             offset_ppm=sl_offset,
         )
-        stop_loss = from_raw(sl_raw)  # for the messages below
         if tp is not None and (sl["trigger_raw"] - tp["price_raw"]) * sign >= 0:
             raise ValidationError(
-                "stop_loss", "must be on the losing side of take_profit", stop_loss
+                "stop_loss", "must be on the losing side of take_profit", from_raw(sl_raw)
             )
         if e["price_raw"] and (sl["trigger_raw"] - e["price_raw"]) * sign >= 0:
-            raise ValidationError("stop_loss", "must be on the losing side of the entry", stop_loss)
+            raise ValidationError(
+                "stop_loss", "must be on the losing side of the entry", from_raw(sl_raw)
+            )
         list_id = f"BRK-{cid}"
         sl_id = sl["client_order_id"]
         e["list_id"] = sl["list_id"] = list_id
