@@ -64,30 +64,28 @@ class MarketState:
         symbol's previous price, so a sample means 'the price at the boundary'.
         Returns whether a sample was taken."""
         slot = ts_ns // self.interval_ns
+        last = self._slot
         sampled = False
-        if self._slot is None:
+        if last is None:
             self._slot = slot
-        elif slot > self._slot:
-            self._sample()
+        elif slot > last:
+            # Sample every symbol's price at the boundary (inline: every bar of a
+            # backtest passes here).  Raw prices only: returns are folded into the
+            # rolling variance when a pre-trade check asks (``variance``), not on
+            # every sample -- most samples are never asked about.
+            history = self._history
+            for sym, price in self.last_prices.items():
+                hist = history.get(sym)
+                if hist is None:
+                    hist = history[sym] = deque(maxlen=self.window + 1)
+                hist.append(price)
+            self._taken += 1
+            self._cov = None
             self._slot = slot
             sampled = True
         self.last_prices[symbol] = price_raw
         self.last_update_ns[symbol] = ts_ns
         return sampled
-
-    def _sample(self) -> None:
-        # Raw prices only: returns are folded into the rolling variance when it is asked
-        # for (a pre-trade check), not on every sample -- most samples are never asked
-        # about, and a tick must stay cheap.
-        history = self._history
-        window = self.window + 1
-        for symbol, price in self.last_prices.items():
-            hist = history.get(symbol)
-            if hist is None:
-                hist = history[symbol] = deque(maxlen=window)
-            hist.append(price)
-        self._taken += 1
-        self._cov = None
 
     def variance(self, symbol: str) -> float | None:
         """Sample variance of the symbol's last ``window`` log returns (None below 2):
