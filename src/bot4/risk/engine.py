@@ -159,11 +159,12 @@ class RiskEngine:
             self._book_valid = False
             assets = valuation[1]
             if len(assets) == 1 and assets[0][0] == symbol:  # one coin held: value it here
-                self._equity = valuation[0] + assets[0][1] * price_raw // SCALE
+                equity = self._equity = valuation[0] + assets[0][1] * price_raw // SCALE
                 self._equity_ok = True
+                self.kill_switch.evaluate(ts_ns, False, equity)
             else:
                 self._equity = None
-            self.kill_switch.evaluate(ts_ns)
+                self.kill_switch.evaluate(ts_ns)
         elif sampled:
             self._book_valid = False
         elif self.kill_switch.reset_at is not None:

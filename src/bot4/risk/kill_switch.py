@@ -113,14 +113,16 @@ class KillSwitch:
                 )
         return found
 
-    def evaluate(self, now: int, stale: bool = False) -> None:
-        """Trip on the first condition that holds; advance a staged re-enable."""
+    def evaluate(self, now: int, stale: bool = False, equity: int | None = None) -> None:
+        """Trip on the first condition that holds; advance a staged re-enable.
+        ``equity``: the account's value if the caller has just computed it."""
         eng = self.engine
         if eng.state.trading_state != "ACTIVE":
             return
         if not stale and self.reset_at is None and self.connected:
             # The per-tick path: only the equity conditions can have changed.
-            equity = eng.equity_money()
+            if equity is None:
+                equity = eng.equity_money()
             if equity is not None:
                 if equity > self.peak_equity:
                     self.peak_equity = equity
