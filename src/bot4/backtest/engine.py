@@ -149,8 +149,8 @@ class Backtest:
         equity_ts = np.empty(n_total, dtype=np.int64)
         equity = np.empty(n_total, dtype=np.float64)
         # Item assignment through a memoryview skips numpy's scalar conversion (~40 %);
-        # typed as Any: numpy arrays are buffers, which the stubs do not say.
-        ts_points: Any = memoryview(equity_ts)  # type: ignore[arg-type]
+        # typed as Any: numpy arrays are buffers, which the stubs do not say.  (The
+        # timestamps are known in advance: written a chunk at a time.)
         equity_points: Any = memoryview(equity)  # type: ignore[arg-type]
         single = len(series) == 1
         order = None if single else _merged_order(series)
@@ -195,6 +195,9 @@ class Backtest:
                 c_l = s.close[i0:i1].tolist()
                 v_l = s.volume[i0:i1].tolist()
                 c_raw = np.rint(s.close[i0:i1] * SCALE).astype(np.int64).tolist()
+                closes_ts = s.ts_ns[i0:i1] + interval  # each point is stamped at its close
+                equity_ts[done : done + i1 - i0] = closes_ts
+                close_l = closes_ts.tolist()
                 for k in range(i1 - i0):
                     ts = ts_l[k]
                     clock._now = ts  # the bar's open (monotonic: bars are time-ordered)
@@ -204,7 +207,7 @@ class Backtest:
                         lo_raw = round(lo_l[k] * SCALE)
                         if working[2] or lo_raw <= working[0] or h_raw >= working[1]:
                             venue_bar(sym, round(o_l[k] * SCALE), h_raw, lo_raw, c_raw[k])
-                    close_ts = ts + interval
+                    close_ts = close_l[k]
                     clock._now = close_ts
                     update_price(sym, c_raw[k], close_ts)
                     c = c_l[k]
@@ -229,7 +232,6 @@ class Backtest:
                         last_equity = value / money if value is not None else last_equity
                     else:
                         last_equity = eq / money
-                    ts_points[done] = close_ts
                     equity_points[done] = last_equity
                     done += 1
             if progress is not None:
