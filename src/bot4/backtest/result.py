@@ -13,7 +13,10 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
+from bot4.core.frozen import fast_frozen_init
 
+
+@fast_frozen_init  # one per fill / trade of a run
 @dataclass(frozen=True, slots=True)
 class FillRecord:
     ts_ns: int
@@ -27,6 +30,7 @@ class FillRecord:
     liquidity: str  # "MAKER" / "TAKER"
 
 
+@fast_frozen_init  # one per fill / trade of a run
 @dataclass(frozen=True, slots=True)
 class TradeRecord:
     """One round trip: a position opened from flat and closed back to flat."""

@@ -11,7 +11,7 @@ quantities in 1e-9 units, ``*_money`` amounts in 1e-18 units.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from bot4.core.enums import (
     OrderType,
     TimeInForce,
 )
+from bot4.core.frozen import fast_frozen_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,31 +221,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def _fast_init(cls: type[Event]) -> None:
-    """Give a frozen event class a faster ``__init__`` that stores each field through its
-    slot descriptor.  A frozen dataclass's own ``__init__`` goes through
-    ``object.__setattr__`` by name per field, which made building events a fifth of a
-    backtest's order path; the class stays frozen (assignment still raises)."""
-    params: list[str] = []
-    body: list[str] = []
-    namespace: dict[str, Any] = {}
-    for i, f in enumerate(fields(cls)):
-        namespace[f"_set{i}"] = getattr(cls, f.name).__set__
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            namespace[f"_default{i}"] = f.default
-            params.append(f"{f.name}=_default{i}")
-        body.append(f"    _set{i}(self, {f.name})")
-    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
-    exec(source, namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[method-assign]
-
-
 for _cls in EVENT_TYPES.values():
-    _fast_init(_cls)
+    fast_frozen_init(_cls)
 
 _ENUM_FIELDS: dict[str, type[Enum]] = {
     "side": OrderSide,

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from bot4.core.frozen import fast_frozen_init
 
+
+@fast_frozen_init  # one per trade, in live and in tick backtests
 @dataclass(frozen=True, slots=True)
 class Tick:
     """One market trade.  ``qty`` and ``side`` (the taker's, ``"BUY"``/``"SELL"``) are
@@ -27,6 +30,7 @@ class Tick:
     side: str | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Quote:
     """The best bid and ask."""
