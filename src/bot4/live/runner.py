@@ -210,7 +210,11 @@ class LiveRunner:
         self._calls_on_position = type(strategy).on_position is not Strategy.on_position
         # positions as the journal left them: the first fill's change is from there
         self._position_qty = {s: p.qty_raw for s, p in om.state.positions.items()}
-        om.listeners.append(self._on_event)
+        # Without on_order it reads only fills (on_fill, on_position) and cancels (a
+        # close waiting for its exits to be released).
+        om.subscribe(
+            self._on_event, None if self._calls_on_order else ("OrderFilled", "OrderCanceled")
+        )
 
     # -- market data ----------------------------------------------------------------------
     def on_tick(self, symbol: str, price: Decimal, ts_ns: int) -> None:
