@@ -46,6 +46,7 @@ from collections import deque
 from bot4.core.clock import TestClock as _TestClock
 from bot4.core.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
 from bot4.core.numbers import SCALE as _SCALE_OBJ
+from bot4.core.numbers import money_from_raw as _money_from_raw
 from bot4.oms.account import Account as _Account
 from bot4.oms.account import Balance as _Balance
 from bot4.sim.fees import DAY_NS as _DAY_NS_OBJ
@@ -165,6 +166,215 @@ cdef inline int _nz(object x) except -1:
     return bool(x)
 
 
+cdef extern from *:
+    """
+    /* Exact small-int arithmetic for the fee (see _charge): a Python int of at most
+       four 30-bit digits (< 2**120) read into a C __int128, and back.  CPython 3.11's
+       int layout (sign in ob_size, 30-bit digits); other versions and builds take the
+       Python path. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
+        && PYLONG_BITS_IN_DIGIT == 30 && defined(__SIZEOF_INT128__)
+    #define BOT4_I128 1
+    static int bot4_digits(PyObject* o) {
+        Py_ssize_t size = Py_SIZE(o);
+        return (int)(size < 0 ? -size : size);
+    }
+    static __int128 bot4_i128(PyObject* o) {
+        Py_ssize_t size = Py_SIZE(o), n = size < 0 ? -size : size, i;
+        const digit* d = ((PyLongObject*)o)->ob_digit;
+        unsigned __int128 v = 0;
+        for (i = n - 1; i >= 0; --i) v = (v << PyLong_SHIFT) | d[i];
+        return size < 0 ? -(__int128)v : (__int128)v;
+    }
+    static PyObject* bot4_from_i128(__int128 v) {
+        unsigned char buf[16];
+        unsigned __int128 u = (unsigned __int128)v;
+        int i;
+        if (v >= LLONG_MIN && v <= LLONG_MAX) return PyLong_FromLongLong((long long)v);
+        for (i = 0; i < 16; ++i) { buf[i] = (unsigned char)(u & 0xff); u >>= 8; }
+        return _PyLong_FromByteArray(buf, 16, 1, 1);
+    }
+    /* an exact int of at most four digits into *out (1), or 0 and *out untouched */
+    static int bot4_small(PyObject* o, __int128* out) {
+        if (!PyLong_CheckExact(o) || bot4_digits(o) > 4) return 0;
+        *out = bot4_i128(o);
+        return 1;
+    }
+    /* a + b / a - b into *r; 1 on overflow (then *r is not the result) */
+    static int bot4_add_ovf(__int128 a, __int128 b, __int128* r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static int bot4_sub_ovf(__int128 a, __int128 b, __int128* r) {
+        return __builtin_sub_overflow(a, b, r);
+    }
+    /* floor(a / b) for b > 0, as Python's // */
+    static __int128 bot4_floordiv(__int128 a, __int128 b) {
+        __int128 q = a / b;
+        if (a % b != 0 && a < 0) q -= 1;
+        return q;
+    }
+    #else
+    #define BOT4_I128 0
+    static int bot4_digits(PyObject* o) { (void)o; return 99; }
+    static long long bot4_i128(PyObject* o) { (void)o; return 0; }
+    static PyObject* bot4_from_i128(long long v) { return PyLong_FromLongLong(v); }
+    static long long bot4_floordiv(long long a, long long b) { (void)b; return a; }
+    static int bot4_small(PyObject* o, void* out) { (void)o; (void)out; return 0; }
+    static int bot4_add_ovf(long long a, long long b, void* r) { (void)a; (void)b; (void)r; return 1; }
+    static int bot4_sub_ovf(long long a, long long b, void* r) { (void)a; (void)b; (void)r; return 1; }
+    #endif
+    """
+    ctypedef long long i128 "__int128"
+    int BOT4_I128
+    int bot4_digits(object o)
+    i128 bot4_i128(object o)
+    object bot4_from_i128(i128 v)
+    i128 bot4_floordiv(i128 a, i128 b)
+    bint bot4_small(object o, i128* out)
+    bint bot4_add_ovf(i128 a, i128 b, i128* r)
+    bint bot4_sub_ovf(i128 a, i128 b, i128* r)
+
+
+@cython.auto_pickle(False)
+cdef class SimBalance:
+    """``oms.account.Balance`` (``free``, ``locked``, ``total``, ``repr``) for the
+    compiled engine's accounts, with each amount in a C 128-bit integer.
+
+    Every money update of the fast path (locks, releases, fills, fees) used to build a
+    new Python int and free the old one; here it is a C addition.  Exactness is kept:
+    an amount is held in C only while it is an exact int of at most four 30-bit digits
+    (below 2**120) and its sums do not overflow 128 bits; anything else -- a larger
+    int, another type, an overflow, or a CPython other than 3.11 -- is held as the
+    Python object itself and updated with Python arithmetic, as ``Balance`` does.
+    Reading ``free``/``locked`` gives an exact Python int (or that object): the
+    exchange server, ``Account.snapshot()`` and the pure matching core see the same
+    values as with ``Balance``."""
+
+    cdef i128 f, l          # the amounts, unless f_big / l_big
+    cdef object f_obj, l_obj  # the amounts that are not held in C
+    cdef bint f_big, l_big
+
+    def __init__(self, free=0, locked=0):
+        self._put_free(free)
+        self._put_locked(locked)
+
+    cdef inline int _put_free(self, object v) except -1:
+        if BOT4_I128 and bot4_small(v, &self.f):
+            self.f_big = False
+            self.f_obj = None
+        else:
+            self.f_big = True
+            self.f_obj = v
+        return 0
+
+    cdef inline int _put_locked(self, object v) except -1:
+        if BOT4_I128 and bot4_small(v, &self.l):
+            self.l_big = False
+            self.l_obj = None
+        else:
+            self.l_big = True
+            self.l_obj = v
+        return 0
+
+    cdef inline object _free(self):
+        return self.f_obj if self.f_big else bot4_from_i128(self.f)
+
+    cdef inline object _locked(self):
+        return self.l_obj if self.l_big else bot4_from_i128(self.l)
+
+    cdef inline int add_free(self, object d) except -1:
+        """``free += d``."""
+        cdef i128 v, r
+        if not self.f_big and bot4_small(d, &v) and not bot4_add_ovf(self.f, v, &r):
+            self.f = r
+        else:
+            self._put_free(self._free() + d)
+        return 0
+
+    cdef inline int sub_free(self, object d) except -1:
+        """``free -= d``."""
+        cdef i128 v, r
+        if not self.f_big and bot4_small(d, &v) and not bot4_sub_ovf(self.f, v, &r):
+            self.f = r
+        else:
+            self._put_free(self._free() - d)
+        return 0
+
+    cdef inline int add_locked(self, object d) except -1:
+        """``locked += d``."""
+        cdef i128 v, r
+        if not self.l_big and bot4_small(d, &v) and not bot4_add_ovf(self.l, v, &r):
+            self.l = r
+        else:
+            self._put_locked(self._locked() + d)
+        return 0
+
+    cdef inline int sub_locked(self, object d) except -1:
+        """``locked -= d``."""
+        cdef i128 v, r
+        if not self.l_big and bot4_small(d, &v) and not bot4_sub_ovf(self.l, v, &r):
+            self.l = r
+        else:
+            self._put_locked(self._locked() - d)
+        return 0
+
+    cdef inline int short_of(self, object need) except -1:
+        """``need > free``."""
+        cdef i128 v
+        if not self.f_big and bot4_small(need, &v):
+            return v > self.f
+        return need > self._free()
+
+    @property
+    def free(self):
+        return self._free()
+
+    @free.setter
+    def free(self, value):
+        self._put_free(value)
+
+    @property
+    def locked(self):
+        return self._locked()
+
+    @locked.setter
+    def locked(self, value):
+        self._put_locked(value)
+
+    @property
+    def total(self):
+        return self._free() + self._locked()
+
+    def __repr__(self):
+        return f"Balance(free={_money_from_raw(self.free)}, locked={_money_from_raw(self.locked)})"
+
+    def __reduce__(self):
+        return SimBalance, (self.free, self.locked)
+
+
+class SimAccount(_Account):
+    """``oms.account.Account`` whose balances are ``SimBalance``s (built by
+    ``balance``, which every path that creates a balance goes through)."""
+
+    __slots__ = ()
+
+    def balance(self, asset):
+        bal = self.balances.get(asset)
+        if bal is None:
+            bal = self.balances[asset] = SimBalance()
+        return bal
+
+
+cdef object _SimAccount = SimAccount
+
+
+cdef inline int _short(object bal, object need) except -1:
+    """``need > bal.free`` (a missing balance holds 0)."""
+    if type(bal) is SimBalance:
+        return (<SimBalance>bal).short_of(need)
+    return need > (_free(bal) if bal is not None else 0)
+
+
 cdef inline object _free(object bal):
     """``bal.free``."""
     if type(bal) is _Balance:
@@ -174,7 +384,12 @@ cdef inline object _free(object bal):
 
 cdef inline int _move(object bal, object d_free, object d_locked) except -1:
     """``bal.free += d_free; bal.locked += d_locked`` (a zero leaves the field as is)."""
-    if type(bal) is _Balance:
+    if type(bal) is SimBalance:
+        if _nz(d_free):
+            (<SimBalance>bal).add_free(d_free)
+        if _nz(d_locked):
+            (<SimBalance>bal).add_locked(d_locked)
+    elif type(bal) is _Balance:
         if _nz(d_free):
             _slot_set(bal, _FREE, _slot_get(bal, _FREE) + d_free)
         if _nz(d_locked):
@@ -190,7 +405,12 @@ cdef inline int _move(object bal, object d_free, object d_locked) except -1:
 cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
     """``bal.free -= d_free; bal.locked -= d_locked`` (a zero leaves the field as is):
     ``_move`` of the negated amounts without building them."""
-    if type(bal) is _Balance:
+    if type(bal) is SimBalance:
+        if _nz(d_free):
+            (<SimBalance>bal).sub_free(d_free)
+        if _nz(d_locked):
+            (<SimBalance>bal).sub_locked(d_locked)
+    elif type(bal) is _Balance:
         if _nz(d_free):
             _slot_set(bal, _FREE, _slot_get(bal, _FREE) - d_free)
         if _nz(d_locked):
@@ -205,6 +425,10 @@ cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
 
 cdef inline int _lock(object bal, object money) except -1:
     """``bal.free -= money; bal.locked += money``."""
+    if type(bal) is SimBalance:
+        (<SimBalance>bal).sub_free(money)
+        (<SimBalance>bal).add_locked(money)
+        return 0
     if type(bal) is _Balance and _nz(money):
         _slot_set(bal, _FREE, _slot_get(bal, _FREE) - money)
         _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + money)
@@ -214,6 +438,10 @@ cdef inline int _lock(object bal, object money) except -1:
 
 cdef inline int _unlock(object bal, object money) except -1:
     """``bal.free += money; bal.locked -= money``."""
+    if type(bal) is SimBalance:
+        (<SimBalance>bal).add_free(money)
+        (<SimBalance>bal).sub_locked(money)
+        return 0
     if type(bal) is _Balance and _nz(money):
         _slot_set(bal, _FREE, _slot_get(bal, _FREE) + money)
         _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) - money)
@@ -382,7 +610,7 @@ cdef class AccountCore:
     cdef object key  # the account's name as first submitted (see FastEngine.submit)
 
     def __init__(self, stp):
-        self.account = _Account()
+        self.account = SimAccount()
         self.open = {}
         self.stp = stp
         self.balances = {}
@@ -417,54 +645,6 @@ cdef inline bint _is_open(object status) noexcept:
     return status is _NEW or status is _PARTIAL
 
 
-cdef extern from *:
-    """
-    /* Exact small-int arithmetic for the fee (see _charge): a Python int of at most
-       four 30-bit digits (< 2**120) read into a C __int128, and back.  CPython 3.11's
-       int layout (sign in ob_size, 30-bit digits); other versions and builds take the
-       Python path. */
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
-        && PYLONG_BITS_IN_DIGIT == 30 && defined(__SIZEOF_INT128__)
-    #define BOT4_I128 1
-    static int bot4_digits(PyObject* o) {
-        Py_ssize_t size = Py_SIZE(o);
-        return (int)(size < 0 ? -size : size);
-    }
-    static __int128 bot4_i128(PyObject* o) {
-        Py_ssize_t size = Py_SIZE(o), n = size < 0 ? -size : size, i;
-        const digit* d = ((PyLongObject*)o)->ob_digit;
-        unsigned __int128 v = 0;
-        for (i = n - 1; i >= 0; --i) v = (v << PyLong_SHIFT) | d[i];
-        return size < 0 ? -(__int128)v : (__int128)v;
-    }
-    static PyObject* bot4_from_i128(__int128 v) {
-        unsigned char buf[16];
-        unsigned __int128 u = (unsigned __int128)v;
-        int i;
-        if (v >= LLONG_MIN && v <= LLONG_MAX) return PyLong_FromLongLong((long long)v);
-        for (i = 0; i < 16; ++i) { buf[i] = (unsigned char)(u & 0xff); u >>= 8; }
-        return _PyLong_FromByteArray(buf, 16, 1, 1);
-    }
-    /* floor(a / b) for b > 0, as Python's // */
-    static __int128 bot4_floordiv(__int128 a, __int128 b) {
-        __int128 q = a / b;
-        if (a % b != 0 && a < 0) q -= 1;
-        return q;
-    }
-    #else
-    #define BOT4_I128 0
-    static int bot4_digits(PyObject* o) { (void)o; return 99; }
-    static long long bot4_i128(PyObject* o) { (void)o; return 0; }
-    static PyObject* bot4_from_i128(long long v) { return PyLong_FromLongLong(v); }
-    static long long bot4_floordiv(long long a, long long b) { (void)b; return a; }
-    #endif
-    """
-    ctypedef long long i128 "__int128"
-    int BOT4_I128
-    int bot4_digits(object o)
-    i128 bot4_i128(object o)
-    object bot4_from_i128(i128 v)
-    i128 bot4_floordiv(i128 a, i128 b)
 
 
 cdef extern from *:
@@ -519,6 +699,28 @@ cdef object _charge_py(object amount, object num, object den, object unit):
 def sim_id_for_tests(long long oid):
     """The fast path's generated client order id for ``oid`` (> 0), for the test."""
     return bot4_sim_id(oid)
+
+
+def balance_ops_for_tests(bal, list ops):
+    """Apply ``(op, a, b)`` steps to ``bal`` through the fast path's money helpers
+    (``"move"``/``"sub"``: ``a`` to free, ``b`` to locked; ``"lock"``/``"unlock"``:
+    ``a``; ``"short"``: is ``a`` more than free), for the property test; returns each
+    step's ``(free, locked)``, or the ``short`` answer."""
+    out = []
+    for op, a, b in ops:
+        if op == "move":
+            _move(bal, a, b)
+        elif op == "sub":
+            _sub(bal, a, b)
+        elif op == "lock":
+            _lock(bal, a)
+        elif op == "unlock":
+            _unlock(bal, a)
+        else:
+            out.append(bool(_short(bal, a)))
+            continue
+        out.append((bal.free, bal.locked))
+    return out
 
 
 def charge_for_tests(amount, num, den, unit):
@@ -619,8 +821,9 @@ cdef class FastEngine:
 
         # -- funds
         account_obj = acct.account
-        balances = _slot_get(account_obj, _BALANCES) if type(account_obj) is _Account \
-            else account_obj.balances
+        balances = _slot_get(account_obj, _BALANCES) if (
+            type(account_obj) is _SimAccount or type(account_obj) is _Account
+        ) else account_obj.balances
         # the (base, quote) pair the account keeps for this symbol holds the very
         # ``Balance`` objects of ``balances`` (both come from ``Account.balance``):
         # one lookup instead of two where it exists
@@ -634,7 +837,7 @@ cdef class FastEngine:
         else:
             need, unit = qty * SCALE, SCALE
             bal = (<tuple>pair)[0] if pair is not None else balances.get(st.base)
-        if need > (_free(bal) if bal is not None else 0):
+        if _short(bal, need):
             return _slow_submit(self, req)
 
         # -- accepted: as PyMatchingEngine.submit
