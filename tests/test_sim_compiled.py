@@ -543,7 +543,7 @@ money = st.one_of(
     ),
 )
 balance_steps = st.lists(
-    st.tuples(st.sampled_from(["move", "sub", "lock", "unlock", "short"]), money, money),
+    st.tuples(st.sampled_from(["move", "sub", "diff", "lock", "unlock", "short"]), money, money),
     max_size=30,
 )
 
@@ -556,6 +556,8 @@ def _reference_step(bal: Any, op: str, a: int, b: int) -> object:
         bal.free, bal.locked = bal.free + a, bal.locked + b
     elif op == "sub":
         bal.free, bal.locked = bal.free - a, bal.locked - b
+    elif op == "diff":
+        bal.free += a - b
     elif op == "lock":
         bal.free, bal.locked = bal.free - a, bal.locked + a
     else:

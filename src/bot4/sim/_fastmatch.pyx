@@ -423,6 +423,16 @@ cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
     return 0
 
 
+cdef inline int _move_diff(object bal, object a, object b) except -1:
+    """``bal.free += a - b``; on a ``SimBalance`` without building ``a - b``."""
+    cdef i128 x, y, r
+    if (type(bal) is SimBalance and not (<SimBalance>bal).f_big and bot4_small(a, &x)
+            and bot4_small(b, &y) and not bot4_add_ovf((<SimBalance>bal).f, x - y, &r)):
+        (<SimBalance>bal).f = r  # x - y cannot overflow: both are below 2**120
+        return 0
+    return _move(bal, a - b, 0)
+
+
 cdef inline int _lock(object bal, object money) except -1:
     """``bal.free -= money; bal.locked += money``."""
     if type(bal) is SimBalance:
@@ -546,9 +556,12 @@ cdef class SimOrder:
 
 cdef inline object _leaves(SimOrder o):
     """``o.orig_qty - o.executed - o.prevented``, without new ints while nothing has
-    been executed or prevented (a passive order, a taker's first level)."""
-    if type(o.orig_qty) is int and not _nz(o.executed) and not _nz(o.prevented):
-        return o.orig_qty
+    been executed or prevented (a passive order, a taker's first level), and one
+    subtraction while nothing has been prevented (the fast path has no STP)."""
+    if type(o.prevented) is int and not _nz(o.prevented):
+        if type(o.orig_qty) is int and not _nz(o.executed):
+            return o.orig_qty
+        return o.orig_qty - o.executed  # (``x - 0`` would still build a new int)
     return o.orig_qty - o.executed - o.prevented
 
 
@@ -703,7 +716,8 @@ def sim_id_for_tests(long long oid):
 
 def balance_ops_for_tests(bal, list ops):
     """Apply ``(op, a, b)`` steps to ``bal`` through the fast path's money helpers
-    (``"move"``/``"sub"``: ``a`` to free, ``b`` to locked; ``"lock"``/``"unlock"``:
+    (``"move"``/``"sub"``: ``a`` to free, ``b`` to locked; ``"diff"``: ``a - b`` to
+    free; ``"lock"``/``"unlock"``:
     ``a``; ``"short"``: is ``a`` more than free), for the property test; returns each
     step's ``(free, locked)``, or the ``short`` answer."""
     out = []
@@ -712,6 +726,8 @@ def balance_ops_for_tests(bal, list ops):
             _move(bal, a, b)
         elif op == "sub":
             _sub(bal, a, b)
+        elif op == "diff":
+            _move_diff(bal, a, b)
         elif op == "lock":
             _lock(bal, a)
         elif op == "unlock":
@@ -814,8 +830,8 @@ cdef class FastEngine:
             if notional < st.min_notional or (_nz(max_notional) and notional > max_notional):
                 return _slow_submit(self, req)
         if priced and _nz(last):
-            if last is not st.band_last:
-                st._set_band(last)
+            if last is not st.band_last and last != st.band_last:
+                st._set_band(last)  # (a buy's trades leave a new int of the same price)
             if price > st.band_hi or price < st.band_lo:
                 return _slow_submit(self, req)
 
@@ -1139,14 +1155,15 @@ cdef class FastEngine:
                 # qty * lock_unit; a maker always trades at its own (locked) price
                 release = notional if lock_unit == price else qty * lock_unit
                 o.locked_money = o.locked_money - release
-                _move(qb, release - notional, 0)
+                if release is not notional:
+                    _move_diff(qb, release, notional)
                 _sub(qb, 0, release)
             else:
                 _sub(qb, notional, 0)
             if num >= 0:
                 fee = _charge(base_money, num, den, unit)
                 fee_asset = st.base
-                _move(bb, base_money - fee, 0)
+                _move_diff(bb, base_money, fee)
             else:
                 fee = _charge(notional, num, den, unit)
                 fee_asset = st.quote
@@ -1160,7 +1177,7 @@ cdef class FastEngine:
                 _sub(bb, base_money, 0)
             fee = _charge(notional, num, den, unit)
             fee_asset = st.quote
-            _move(qb, notional - fee, 0)
+            _move_diff(qb, notional, fee)
         if _nz(fee):
             collected = self.fees_collected
             found = PyDict_GetItem(collected, fee_asset)
