@@ -608,3 +608,25 @@ def test_compiled_accounts_hold_compiled_balances_with_the_balance_api() -> None
     assert (copy.free, copy.locked) == (7, 2**150)
     with pytest.raises(AttributeError):
         bal.other = 1  # type: ignore[attr-defined]
+
+
+def test_generated_client_ids_step_past_taken_ones_like_the_pure_engine() -> None:
+    """A generated ``sim-<id>`` that the account already uses (a client's own choice)
+    gets ``x`` appended until it is free -- on the fast path as in the pure engine."""
+    from bot4.core.numbers import SCALE
+
+    engines = [MatchingEngine([btcusdt()]), PyMatchingEngine([btcusdt()])]
+    runs = []
+    for eng in engines:
+        eng.deposit("A", "USDT", 10**6 * SCALE * SCALE)
+        out = []
+        for cid in ("sim-3", "sim-3x", "", "sim-5", ""):
+            req = NewOrder(
+                "A", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, 10**7, 50_000 * SCALE,
+                client_order_id=cid,
+            )  # fmt: skip
+            out.extend(eng.submit(req))
+        runs.append(out)
+        assert eng.account("A").snapshot() == engines[0].account("A").snapshot()
+    assert runs[0] == runs[1]
+    assert [r.client_order_id for r in runs[0]] == ["sim-3", "sim-3x", "sim-3xx", "sim-5", "sim-5x"]
