@@ -630,3 +630,33 @@ def test_generated_client_ids_step_past_taken_ones_like_the_pure_engine() -> Non
         assert eng.account("A").snapshot() == engines[0].account("A").snapshot()
     assert runs[0] == runs[1]
     assert [r.client_order_id for r in runs[0]] == ["sim-3", "sim-3x", "sim-3xx", "sim-5", "sim-5x"]
+
+
+@pytest.mark.parametrize("extra", [0, 2**119, 2**121, 2**127, 2**140])
+def test_locked_money_past_the_c_integers_releases_like_the_pure_engine(extra: int) -> None:
+    """An order's locked money is held in C while it fits (like ``SimBalance``); an
+    amount past 2**120 (here added by hand to an order and its balance alike) is
+    updated by fills and released by a cancel exactly as the pure engine does."""
+    from bot4.core.numbers import SCALE
+
+    snapshots, reports = [], []
+    for eng in (MatchingEngine([btcusdt()]), PyMatchingEngine([btcusdt()])):
+        eng.deposit("A", "USDT", 10**6 * SCALE * SCALE)
+        eng.deposit("B", "BTC", 10 * SCALE * SCALE)
+        out = []
+        for acc, side, qty, price in (
+            ("A", OrderSide.BUY, 10**8, 50_000),
+            ("B", OrderSide.SELL, 10**7, 0),
+        ):
+            otype = OrderType.LIMIT if price else OrderType.MARKET
+            if acc == "B":  # a partial fill of A's order, with the extra amount locked
+                o = eng.open_orders[1]
+                o.locked_money += extra
+                eng.account("A").balances["USDT"].locked += extra
+            out.extend(eng.submit(NewOrder(acc, "BTCUSDT", side, otype, qty, price * SCALE)))
+        assert eng.open_orders[1].locked_money == 9 * 10**7 * 50_000 * SCALE + extra
+        out.extend(eng.cancel("A", "BTCUSDT", 1))
+        reports.append(out)
+        snapshots.append((eng.account("A").snapshot(), eng.account("B").snapshot()))
+    assert reports[0] == reports[1]
+    assert snapshots[0] == snapshots[1]

@@ -235,6 +235,25 @@ cdef extern from *:
     bint bot4_sub_ovf(i128 a, i128 b, i128* r)
 
 
+cdef inline bint _c_add(i128* acc, object d) noexcept:
+    """``acc += d`` in C where ``d`` is an exact int below 2**120 and the sum fits 128
+    bits; False (``acc`` unchanged) otherwise: the caller then uses Python ints."""
+    cdef i128 v, r
+    if bot4_small(d, &v) and not bot4_add_ovf(acc[0], v, &r):
+        acc[0] = r
+        return True
+    return False
+
+
+cdef inline bint _c_sub(i128* acc, object d) noexcept:
+    """``acc -= d``, as ``_c_add``."""
+    cdef i128 v, r
+    if bot4_small(d, &v) and not bot4_sub_ovf(acc[0], v, &r):
+        acc[0] = r
+        return True
+    return False
+
+
 @cython.auto_pickle(False)
 cdef class SimBalance:
     """``oms.account.Balance`` (``free``, ``locked``, ``total``, ``repr``) for the
@@ -284,37 +303,25 @@ cdef class SimBalance:
 
     cdef inline int add_free(self, object d) except -1:
         """``free += d``."""
-        cdef i128 v, r
-        if not self.f_big and bot4_small(d, &v) and not bot4_add_ovf(self.f, v, &r):
-            self.f = r
-        else:
+        if self.f_big or not _c_add(&self.f, d):
             self._put_free(self._free() + d)
         return 0
 
     cdef inline int sub_free(self, object d) except -1:
         """``free -= d``."""
-        cdef i128 v, r
-        if not self.f_big and bot4_small(d, &v) and not bot4_sub_ovf(self.f, v, &r):
-            self.f = r
-        else:
+        if self.f_big or not _c_sub(&self.f, d):
             self._put_free(self._free() - d)
         return 0
 
     cdef inline int add_locked(self, object d) except -1:
         """``locked += d``."""
-        cdef i128 v, r
-        if not self.l_big and bot4_small(d, &v) and not bot4_add_ovf(self.l, v, &r):
-            self.l = r
-        else:
+        if self.l_big or not _c_add(&self.l, d):
             self._put_locked(self._locked() + d)
         return 0
 
     cdef inline int sub_locked(self, object d) except -1:
         """``locked -= d``."""
-        cdef i128 v, r
-        if not self.l_big and bot4_small(d, &v) and not bot4_sub_ovf(self.l, v, &r):
-            self.l = r
-        else:
+        if self.l_big or not _c_sub(&self.l, d):
             self._put_locked(self._locked() - d)
         return 0
 
@@ -459,6 +466,21 @@ cdef inline int _unlock(object bal, object money) except -1:
     return _move(bal, money, -money)
 
 
+cdef int _unlock_c(object bal, i128 money) except -1:
+    """``_unlock(bal, money)`` for an amount held in C (a non-zero one): on a
+    ``SimBalance`` without building an int, where both sums fit."""
+    cdef SimBalance b
+    cdef i128 f, l
+    if type(bal) is SimBalance:
+        b = <SimBalance>bal
+        if (not b.f_big and not b.l_big and not bot4_add_ovf(b.f, money, &f)
+                and not bot4_sub_ovf(b.l, money, &l)):
+            b.f = f
+            b.l = l
+            return 0
+    return _unlock(bal, bot4_from_i128(money))
+
+
 cdef inline object _now(object clock):
     """``clock.now_ns()``; a ``TestClock``'s time read from its slot."""
     if type(clock) is _TestClock:
@@ -499,8 +521,40 @@ cdef class SimOrder:
     cdef public object order_id, client_order_id, account, symbol, side, order_type, tif
     cdef public object post_only, price, trigger, display, quote_qty, stp, orig_qty
     cdef public object executed, cum_quote, prevented, status, time, update_time
-    cdef public object base_bal, quote_bal, lock_unit, locked_money
+    cdef public object base_bal, quote_bal, lock_unit
     cdef public bint is_buy, working
+    # ``locked_money`` (a property): in C while it is an exact int below 2**120, as
+    # in ``SimBalance`` -- a release or a fill then reads and updates the order itself
+    # instead of an int object of its own
+    cdef i128 lm
+    cdef object lm_obj
+    cdef bint lm_big
+
+    cdef inline int _put_lm(self, object v) except -1:
+        if BOT4_I128 and bot4_small(v, &self.lm):
+            self.lm_big = False
+            self.lm_obj = None
+        else:
+            self.lm_big = True
+            self.lm_obj = v
+        return 0
+
+    cdef inline object _lm(self):
+        return self.lm_obj if self.lm_big else bot4_from_i128(self.lm)
+
+    cdef inline int sub_lm(self, object d) except -1:
+        """``locked_money -= d``."""
+        if self.lm_big or not _c_sub(&self.lm, d):
+            self._put_lm(self._lm() - d)
+        return 0
+
+    @property
+    def locked_money(self):
+        return self._lm()
+
+    @locked_money.setter
+    def locked_money(self, value):
+        self._put_lm(value)
 
     def __init__(self, order_id, req, client_order_id, orig_qty, stp, now, base_bal,
                  quote_bal, lock_unit):
@@ -529,7 +583,7 @@ cdef class SimOrder:
         self.base_bal = base_bal
         self.quote_bal = quote_bal
         self.lock_unit = lock_unit
-        self.locked_money = 0
+        self._put_lm(0)
 
     @property
     def leaves_qty(self):
@@ -543,7 +597,7 @@ cdef class SimOrder:
             self.order_type, self.tif, self.post_only, self.price, self.trigger,
             self.display, self.quote_qty, self.stp, self.orig_qty, self.executed,
             self.cum_quote, self.prevented, self.status, self.time, self.update_time,
-            self.working, self.lock_unit, self.locked_money,
+            self.working, self.lock_unit, self._lm(),
         )
 
     def __repr__(self):
@@ -896,12 +950,12 @@ cdef class FastEngine:
         o.base_bal = base_bal
         o.quote_bal = quote_bal
         o.lock_unit = unit
-        o.locked_money = 0
+        o._put_lm(0)
         if _nz(unit):
             lock = need  # qty * unit: price * qty for a buy, qty * SCALE for a sell
             bal = quote_bal if is_buy else base_bal
             _lock(bal, lock)
-            o.locked_money = lock
+            o._put_lm(lock)
         PyDict_SetItem(open_of, cid, o)
         PyDict_SetItem(self.open_orders, oid, o)
         if self.retain_closed:
@@ -980,10 +1034,14 @@ cdef class FastEngine:
         return t
 
     cdef int _release(self, SimOrder o) except -1:
-        money = o.locked_money
-        if _nz(money):
-            _unlock(o.quote_bal if o.is_buy else o.base_bal, money)
-            o.locked_money = 0
+        if o.lm_big:
+            money = o.lm_obj
+            if _nz(money):
+                _unlock(o.quote_bal if o.is_buy else o.base_bal, money)
+                o._put_lm(0)
+        elif o.lm != 0:
+            _unlock_c(o.quote_bal if o.is_buy else o.base_bal, o.lm)
+            o.lm = 0
         return 0
 
     cdef int _close(self, SimOrder o) except -1:
@@ -1154,7 +1212,7 @@ cdef class FastEngine:
             if _nz(lock_unit):
                 # qty * lock_unit; a maker always trades at its own (locked) price
                 release = notional if lock_unit == price else qty * lock_unit
-                o.locked_money = o.locked_money - release
+                o.sub_lm(release)
                 if release is not notional:
                     _move_diff(qb, release, notional)
                 _sub(qb, 0, release)
@@ -1171,7 +1229,7 @@ cdef class FastEngine:
                 _sub(qb, fee, 0)
         else:
             if _nz(lock_unit):
-                o.locked_money = o.locked_money - base_money
+                o.sub_lm(base_money)
                 _sub(bb, 0, base_money)
             else:
                 _sub(bb, base_money, 0)
