@@ -23,10 +23,26 @@ engine.
 """
 
 cimport cython
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
+from cpython.dict cimport PyDict_SetItem, PyDict_DelItem
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+
+cdef extern from *:
+    """
+    /* PyDict_GetItem without saving and restoring the error state around the lookup
+       (a third of its cost): a key that fails to hash or compare reads as missing,
+       as it does there.  There is never an error pending when the engine looks up. */
+    static PyObject* bot4_dict_get(PyObject* d, PyObject* key) {
+        PyObject* r = PyDict_GetItemWithError(d, key);
+        if (r == NULL && PyErr_Occurred()) PyErr_Clear();
+        return r;
+    }
+    """
+    PyObject* _dict_get "bot4_dict_get" (object d, object key)
+    PyObject* _dict_setdefault "PyDict_SetDefault" (object d, object key,
+                                                   object default) except NULL
+
 from cpython.tuple cimport PyTuple_SET_ITEM
 
 from bot4.sim._fastbook cimport BookCore, Level, Rec
@@ -820,11 +836,11 @@ cdef class FastEngine:
         r = <tuple>req
         account, symbol, side, otype, qty, price, trig, tif, post_only, display, cid, stp, \
             quote_qty = r
-        found = PyDict_GetItem(self.symbols, symbol)
+        found = _dict_get(self.symbols, symbol)
         if found == NULL or not isinstance(<object>found, SymbolCore):
             return _slow_submit(self, req)
         st = <SymbolCore>found
-        found = PyDict_GetItem(self.accounts, account)
+        found = _dict_get(self.accounts, account)
         if found == NULL or not isinstance(<object>found, AccountCore):
             return _slow_submit(self, req)
         acct = <AccountCore>found
@@ -914,10 +930,9 @@ cdef class FastEngine:
         now = _now(self.clock)
         oid = self._next_id
         self._next_id = oid + 1
-        if not cid:
+        cdef bint generated = not cid
+        if generated:  # made unique among the account's open orders below, on insert
             cid = bot4_sim_id(<long long>oid) if 0 < oid < _BIG_ID else f"sim-{oid}"
-            while cid in open_of:
-                cid += "x"
         if pair is None:
             pair = acct.balances[st.symbol] = (
                 acct.account.balance(st.base),
@@ -956,7 +971,13 @@ cdef class FastEngine:
             bal = quote_bal if is_buy else base_bal
             _lock(bal, lock)
             o._put_lm(lock)
-        PyDict_SetItem(open_of, cid, o)
+        if generated:
+            # ``while cid in open_of: cid += "x"``, then the insert: one lookup a try
+            while _dict_setdefault(open_of, cid, o) != <PyObject*>o:
+                cid += "x"
+            o.client_order_id = cid
+        else:
+            PyDict_SetItem(open_of, cid, o)
         PyDict_SetItem(self.open_orders, oid, o)
         if self.retain_closed:
             self.orders[oid] = o
@@ -976,12 +997,12 @@ cdef class FastEngine:
         cdef SymbolCore st
         if order_id is None or client_order_id:
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
-        found = PyDict_GetItem(self.symbols, symbol)
+        found = _dict_get(self.symbols, symbol)
         if (found == NULL or not isinstance(<object>found, SymbolCore)
-                or PyDict_GetItem(self.accounts, account) == NULL):
+                or _dict_get(self.accounts, account) == NULL):
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         st = <SymbolCore>found
-        found = PyDict_GetItem(self.open_orders, order_id)
+        found = _dict_get(self.open_orders, order_id)
         if found == NULL or type(<object>found) is not SimOrder:
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         o = <SimOrder>found
@@ -1192,7 +1213,7 @@ cdef class FastEngine:
         cdef PyObject* found
         cdef tuple rates
         if plain:  # FeeSchedule.rates' cache hit, inlined
-            found = PyDict_GetItem(<dict>_slot_get(fees, _FEE_CACHE), account)
+            found = _dict_get(<dict>_slot_get(fees, _FEE_CACHE), account)
             if found != NULL and (<tuple>found)[0] == day:
                 rates = <tuple>(<tuple>found)[1]
             else:
@@ -1238,19 +1259,19 @@ cdef class FastEngine:
             _move_diff(qb, notional, fee)
         if _nz(fee):
             collected = self.fees_collected
-            found = PyDict_GetItem(collected, fee_asset)
+            found = _dict_get(collected, fee_asset)
             PyDict_SetItem(collected, fee_asset, fee if found == NULL else <object>found + fee)
         if plain and _slot_get(fees, _FEE_VOLUME_RATES) is None:  # FeeSchedule.record
             # inlined; its back-dating check cannot fire here: the rates lookup above
             # left (day, rates) in the cache for this account
             volume = <dict>_slot_get(fees, _FEE_VOLUME)
-            found = PyDict_GetItem(volume, account)
+            found = _dict_get(volume, account)
             if found == NULL:
                 days = {}
                 PyDict_SetItem(volume, account, days)
             else:
                 days = <dict>found
-            found = PyDict_GetItem(days, day)
+            found = _dict_get(days, day)
             PyDict_SetItem(days, day, notional if found == NULL else <object>found + notional)
         else:
             fees.record(account, st.quote, notional, day)
