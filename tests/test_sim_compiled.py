@@ -660,3 +660,17 @@ def test_locked_money_past_the_c_integers_releases_like_the_pure_engine(extra: i
         snapshots.append((eng.account("A").snapshot(), eng.account("B").snapshot()))
     assert reports[0] == reports[1]
     assert snapshots[0] == snapshots[1]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(money, money)
+def test_products_in_128_bit_integers_equal_the_python_ints(a: int, b: int) -> None:
+    """Notionals and other products are multiplied in C 128-bit integers where both
+    factors' digits fit (the product below 2**120), and built back into an int digit
+    by digit past 64 bits: the same value as Python's, signs and both edges included."""
+    match = _compiled.compiled("_fastmatch")
+    assert match is not None
+    got = match.mul_for_tests(a, b)
+    assert got == a * b and type(got) is int
+    assert match.mul_for_tests(b, a) == a * b
+    assert match.mul_for_tests(a, 0) == 0 and match.mul_for_tests(a, -1) == -a

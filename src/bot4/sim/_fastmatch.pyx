@@ -203,12 +203,18 @@ cdef extern from *:
         return size < 0 ? -(__int128)v : (__int128)v;
     }
     static PyObject* bot4_from_i128(__int128 v) {
-        unsigned char buf[16];
-        unsigned __int128 u = (unsigned __int128)v;
-        int i;
+        /* past 64 bits: the 30-bit digits written straight into a new int */
+        unsigned __int128 u, t;
+        Py_ssize_t n = 0, i;
+        PyLongObject* r;
         if (v >= LLONG_MIN && v <= LLONG_MAX) return PyLong_FromLongLong((long long)v);
-        for (i = 0; i < 16; ++i) { buf[i] = (unsigned char)(u & 0xff); u >>= 8; }
-        return _PyLong_FromByteArray(buf, 16, 1, 1);
+        u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+        for (t = u; t; t >>= PyLong_SHIFT) ++n;
+        r = _PyLong_New(n);
+        if (r == NULL) return NULL;
+        for (i = 0; i < n; ++i) { r->ob_digit[i] = (digit)(u & PyLong_MASK); u >>= PyLong_SHIFT; }
+        if (v < 0) Py_SET_SIZE(r, -n);
+        return (PyObject*)r;
     }
     /* an exact int of at most four digits into *out (1), or 0 and *out untouched */
     static int bot4_small(PyObject* o, __int128* out) {
@@ -654,8 +660,8 @@ cdef class SymbolCore:
         with positive denominators and integer prices, ``price * up_d > last * up_n``
         iff ``price > floor(last * up_n / up_d)``, and ``price * down_d < last * down_n``
         iff ``price < ceil(last * down_n / down_d)``."""
-        self.band_hi = last * self.up_n // self.up_d
-        self.band_lo = -(-(last * self.down_n) // self.down_d)
+        self.band_hi = _mul(last, self.up_n) // self.up_d
+        self.band_lo = -(-_mul(last, self.down_n) // self.down_d)
         self.band_last = last
         return 0
 
@@ -716,7 +722,7 @@ cdef object _market_buy_cost(BookCore book, object qty):
             if avail >= rem:
                 break
         take = rem if rem < avail else avail
-        cost = cost + take * price
+        cost = cost + _mul(take, price)
         rem = rem - take
         if not rem:
             break
@@ -779,6 +785,17 @@ cdef object _charge_py(object amount, object num, object den, object unit):
     return -(amount * -num // (den * unit)) * unit
 
 
+cdef inline object _mul(object a, object b):
+    """``a * b``; in C 128-bit integers where both are exact ints whose digits total
+    at most four (so the product is below 2**120): a notional (price x quantity,
+    about 2**74 here) is a multi-digit product, which Python's int multiplication
+    computes through its general (Karatsuba) entry point."""
+    if (BOT4_I128 and type(a) is int and type(b) is int
+            and bot4_digits(a) + bot4_digits(b) <= 4):
+        return bot4_from_i128(bot4_i128(a) * bot4_i128(b))
+    return a * b
+
+
 def sim_id_for_tests(long long oid):
     """The fast path's generated client order id for ``oid`` (> 0), for the test."""
     return bot4_sim_id(oid)
@@ -807,6 +824,11 @@ def balance_ops_for_tests(bal, list ops):
             continue
         out.append((bal.free, bal.locked))
     return out
+
+
+def mul_for_tests(a, b):
+    """``_mul``, for the property test."""
+    return _mul(a, b)
 
 
 def charge_for_tests(amount, num, den, unit):
@@ -895,7 +917,7 @@ cdef class FastEngine:
         if _nz(qty % st.step) or qty < st.min_qty or (_nz(max_qty) and qty > max_qty):
             return _slow_submit(self, req)
         if priced or _nz(last):
-            notional = (price if priced else last) * qty
+            notional = _mul(price if priced else last, qty)
             max_notional = st.max_notional
             if notional < st.min_notional or (_nz(max_notional) and notional > max_notional):
                 return _slow_submit(self, req)
@@ -921,7 +943,7 @@ cdef class FastEngine:
                 need, unit = _market_buy_cost(<BookCore>book, qty), 0
             bal = (<tuple>pair)[1] if pair is not None else balances.get(st.quote)
         else:
-            need, unit = qty * SCALE, SCALE
+            need, unit = _mul(qty, SCALE), SCALE
             bal = (<tuple>pair)[0] if pair is not None else balances.get(st.base)
         if _short(bal, need):
             return _slow_submit(self, req)
@@ -1171,8 +1193,8 @@ cdef class FastEngine:
 
     cdef int _trade(self, SymbolCore st, SimOrder taker, SimOrder maker, object price,
                      object qty, object maker_left, object now, list out) except -1:
-        notional = price * qty
-        base_money = qty * SCALE
+        notional = _mul(price, qty)
+        base_money = _mul(qty, SCALE)
         if now is not self._day_now:  # a multi-digit division, once per clock value
             self._day = now // DAY_NS
             self._day_now = now
@@ -1232,7 +1254,7 @@ cdef class FastEngine:
         if o.is_buy:
             if _nz(lock_unit):
                 # qty * lock_unit; a maker always trades at its own (locked) price
-                release = notional if lock_unit == price else qty * lock_unit
+                release = notional if lock_unit == price else _mul(qty, lock_unit)
                 o.sub_lm(release)
                 if release is not notional:
                     _move_diff(qb, release, notional)
