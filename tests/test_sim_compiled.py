@@ -529,3 +529,148 @@ def test_generated_client_order_ids_equal_the_pure_format(oid: int) -> None:
     sim_id = _compiled.compiled("_fastmatch").sim_id_for_tests  # type: ignore[union-attr]
     got = sim_id(oid)
     assert got == f"sim-{oid}" and type(got) is str and got.isascii()
+
+
+# -- balances in C 128-bit integers --------------------------------------------------------
+_EDGES = [0, 1, 2**62, 2**63, 2**64, 2**119, 2**120, 2**126, 2**127, 2**128, 2**200]
+money = st.one_of(
+    st.integers(-(10**31), 10**31),
+    st.builds(
+        lambda edge, delta, neg: (-1 if neg else 1) * (edge + delta),
+        st.sampled_from(_EDGES),
+        st.integers(-2, 2),
+        st.booleans(),
+    ),
+)
+balance_steps = st.lists(
+    st.tuples(st.sampled_from(["move", "sub", "diff", "lock", "unlock", "short"]), money, money),
+    max_size=30,
+)
+
+
+def _reference_step(bal: Any, op: str, a: int, b: int) -> object:
+    """What the fast path's money helpers do, in ``oms.account.Balance`` terms."""
+    if op == "short":
+        return a > bal.free
+    if op == "move":
+        bal.free, bal.locked = bal.free + a, bal.locked + b
+    elif op == "sub":
+        bal.free, bal.locked = bal.free - a, bal.locked - b
+    elif op == "diff":
+        bal.free += a - b
+    elif op == "lock":
+        bal.free, bal.locked = bal.free - a, bal.locked + a
+    else:
+        bal.free, bal.locked = bal.free + a, bal.locked - a
+    return (bal.free, bal.locked)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(money, money, balance_steps)
+def test_compiled_balances_equal_python_int_balances(free: int, locked: int, steps: Any) -> None:
+    """The compiled engine's balances hold amounts in C 128-bit integers where they fit
+    and Python ints otherwise (past 2**120 on input, past 2**127 by a sum): every
+    update and funds check gives exactly the Python-int result, across both edges."""
+    from bot4.oms.account import Balance
+
+    match = _compiled.compiled("_fastmatch")
+    assert match is not None
+    fast, ref = match.SimBalance(free, locked), Balance(free, locked)
+    got = match.balance_ops_for_tests(fast, list(steps))
+    want = [_reference_step(ref, *step) for step in steps]
+    assert got == want
+    assert (fast.free, fast.locked, fast.total) == (ref.free, ref.locked, ref.total)
+    assert type(fast.free) is int and type(fast.locked) is int
+    assert repr(fast) == repr(ref)
+    # the fallback paths of the same helpers, on a plain Balance, agree too
+    plain = Balance(free, locked)
+    assert match.balance_ops_for_tests(plain, list(steps)) == want
+
+
+def test_compiled_accounts_hold_compiled_balances_with_the_balance_api() -> None:
+    """The compiled engine's accounts build ``SimBalance``s; anything written to one
+    through the ``Balance`` API (the exchange server restores ``bal.free, bal.locked``)
+    reads back as written, pickles, and snapshots like the pure engine's."""
+    import pickle
+
+    match = _compiled.compiled("_fastmatch")
+    assert match is not None
+    engine, pure = MatchingEngine([btcusdt()]), PyMatchingEngine([btcusdt()])
+    for eng in (engine, pure):
+        eng.deposit("A", "USDT", 10**30)
+        eng.deposit("A", "BTC", 2**130)
+    bal = engine.account("A").balances["USDT"]
+    assert type(bal) is match.SimBalance
+    assert engine.account("A").snapshot() == pure.account("A").snapshot()
+    bal.free, bal.locked = 7, 2**150
+    assert (bal.free, bal.locked, bal.total) == (7, 2**150, 7 + 2**150)
+    copy = pickle.loads(pickle.dumps(bal))
+    assert (copy.free, copy.locked) == (7, 2**150)
+    with pytest.raises(AttributeError):
+        bal.other = 1  # type: ignore[attr-defined]
+
+
+def test_generated_client_ids_step_past_taken_ones_like_the_pure_engine() -> None:
+    """A generated ``sim-<id>`` that the account already uses (a client's own choice)
+    gets ``x`` appended until it is free -- on the fast path as in the pure engine."""
+    from bot4.core.numbers import SCALE
+
+    engines = [MatchingEngine([btcusdt()]), PyMatchingEngine([btcusdt()])]
+    runs = []
+    for eng in engines:
+        eng.deposit("A", "USDT", 10**6 * SCALE * SCALE)
+        out = []
+        for cid in ("sim-3", "sim-3x", "", "sim-5", ""):
+            req = NewOrder(
+                "A", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, 10**7, 50_000 * SCALE,
+                client_order_id=cid,
+            )  # fmt: skip
+            out.extend(eng.submit(req))
+        runs.append(out)
+        assert eng.account("A").snapshot() == engines[0].account("A").snapshot()
+    assert runs[0] == runs[1]
+    assert [r.client_order_id for r in runs[0]] == ["sim-3", "sim-3x", "sim-3xx", "sim-5", "sim-5x"]
+
+
+@pytest.mark.parametrize("extra", [0, 2**119, 2**121, 2**127, 2**140])
+def test_locked_money_past_the_c_integers_releases_like_the_pure_engine(extra: int) -> None:
+    """An order's locked money is held in C while it fits (like ``SimBalance``); an
+    amount past 2**120 (here added by hand to an order and its balance alike) is
+    updated by fills and released by a cancel exactly as the pure engine does."""
+    from bot4.core.numbers import SCALE
+
+    snapshots, reports = [], []
+    for eng in (MatchingEngine([btcusdt()]), PyMatchingEngine([btcusdt()])):
+        eng.deposit("A", "USDT", 10**6 * SCALE * SCALE)
+        eng.deposit("B", "BTC", 10 * SCALE * SCALE)
+        out = []
+        for acc, side, qty, price in (
+            ("A", OrderSide.BUY, 10**8, 50_000),
+            ("B", OrderSide.SELL, 10**7, 0),
+        ):
+            otype = OrderType.LIMIT if price else OrderType.MARKET
+            if acc == "B":  # a partial fill of A's order, with the extra amount locked
+                o = eng.open_orders[1]
+                o.locked_money += extra
+                eng.account("A").balances["USDT"].locked += extra
+            out.extend(eng.submit(NewOrder(acc, "BTCUSDT", side, otype, qty, price * SCALE)))
+        assert eng.open_orders[1].locked_money == 9 * 10**7 * 50_000 * SCALE + extra
+        out.extend(eng.cancel("A", "BTCUSDT", 1))
+        reports.append(out)
+        snapshots.append((eng.account("A").snapshot(), eng.account("B").snapshot()))
+    assert reports[0] == reports[1]
+    assert snapshots[0] == snapshots[1]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(money, money)
+def test_products_in_128_bit_integers_equal_the_python_ints(a: int, b: int) -> None:
+    """Notionals and other products are multiplied in C 128-bit integers where both
+    factors' digits fit (the product below 2**120), and built back into an int digit
+    by digit past 64 bits: the same value as Python's, signs and both edges included."""
+    match = _compiled.compiled("_fastmatch")
+    assert match is not None
+    got = match.mul_for_tests(a, b)
+    assert got == a * b and type(got) is int
+    assert match.mul_for_tests(b, a) == a * b
+    assert match.mul_for_tests(a, 0) == 0 and match.mul_for_tests(a, -1) == -a

@@ -23,10 +23,26 @@ engine.
 """
 
 cimport cython
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
+from cpython.dict cimport PyDict_SetItem, PyDict_DelItem
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+
+cdef extern from *:
+    """
+    /* PyDict_GetItem without saving and restoring the error state around the lookup
+       (a third of its cost): a key that fails to hash or compare reads as missing,
+       as it does there.  There is never an error pending when the engine looks up. */
+    static PyObject* bot4_dict_get(PyObject* d, PyObject* key) {
+        PyObject* r = PyDict_GetItemWithError(d, key);
+        if (r == NULL && PyErr_Occurred()) PyErr_Clear();
+        return r;
+    }
+    """
+    PyObject* _dict_get "bot4_dict_get" (object d, object key)
+    PyObject* _dict_setdefault "PyDict_SetDefault" (object d, object key,
+                                                   object default) except NULL
+
 from cpython.tuple cimport PyTuple_SET_ITEM
 
 from bot4.sim._fastbook cimport BookCore, Level, Rec
@@ -46,6 +62,7 @@ from collections import deque
 from bot4.core.clock import TestClock as _TestClock
 from bot4.core.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
 from bot4.core.numbers import SCALE as _SCALE_OBJ
+from bot4.core.numbers import money_from_raw as _money_from_raw
 from bot4.oms.account import Account as _Account
 from bot4.oms.account import Balance as _Balance
 from bot4.sim.fees import DAY_NS as _DAY_NS_OBJ
@@ -165,6 +182,228 @@ cdef inline int _nz(object x) except -1:
     return bool(x)
 
 
+cdef extern from *:
+    """
+    /* Exact small-int arithmetic for the fee (see _charge): a Python int of at most
+       four 30-bit digits (< 2**120) read into a C __int128, and back.  CPython 3.11's
+       int layout (sign in ob_size, 30-bit digits); other versions and builds take the
+       Python path. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
+        && PYLONG_BITS_IN_DIGIT == 30 && defined(__SIZEOF_INT128__)
+    #define BOT4_I128 1
+    static int bot4_digits(PyObject* o) {
+        Py_ssize_t size = Py_SIZE(o);
+        return (int)(size < 0 ? -size : size);
+    }
+    static __int128 bot4_i128(PyObject* o) {
+        Py_ssize_t size = Py_SIZE(o), n = size < 0 ? -size : size, i;
+        const digit* d = ((PyLongObject*)o)->ob_digit;
+        unsigned __int128 v = 0;
+        for (i = n - 1; i >= 0; --i) v = (v << PyLong_SHIFT) | d[i];
+        return size < 0 ? -(__int128)v : (__int128)v;
+    }
+    static PyObject* bot4_from_i128(__int128 v) {
+        /* past 64 bits: the 30-bit digits written straight into a new int */
+        unsigned __int128 u, t;
+        Py_ssize_t n = 0, i;
+        PyLongObject* r;
+        if (v >= LLONG_MIN && v <= LLONG_MAX) return PyLong_FromLongLong((long long)v);
+        u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+        for (t = u; t; t >>= PyLong_SHIFT) ++n;
+        r = _PyLong_New(n);
+        if (r == NULL) return NULL;
+        for (i = 0; i < n; ++i) { r->ob_digit[i] = (digit)(u & PyLong_MASK); u >>= PyLong_SHIFT; }
+        if (v < 0) Py_SET_SIZE(r, -n);
+        return (PyObject*)r;
+    }
+    /* an exact int of at most four digits into *out (1), or 0 and *out untouched */
+    static int bot4_small(PyObject* o, __int128* out) {
+        if (!PyLong_CheckExact(o) || bot4_digits(o) > 4) return 0;
+        *out = bot4_i128(o);
+        return 1;
+    }
+    /* a + b / a - b into *r; 1 on overflow (then *r is not the result) */
+    static int bot4_add_ovf(__int128 a, __int128 b, __int128* r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static int bot4_sub_ovf(__int128 a, __int128 b, __int128* r) {
+        return __builtin_sub_overflow(a, b, r);
+    }
+    /* floor(a / b) for b > 0, as Python's // */
+    static __int128 bot4_floordiv(__int128 a, __int128 b) {
+        __int128 q = a / b;
+        if (a % b != 0 && a < 0) q -= 1;
+        return q;
+    }
+    #else
+    #define BOT4_I128 0
+    static int bot4_digits(PyObject* o) { (void)o; return 99; }
+    static long long bot4_i128(PyObject* o) { (void)o; return 0; }
+    static PyObject* bot4_from_i128(long long v) { return PyLong_FromLongLong(v); }
+    static long long bot4_floordiv(long long a, long long b) { (void)b; return a; }
+    static int bot4_small(PyObject* o, void* out) { (void)o; (void)out; return 0; }
+    static int bot4_add_ovf(long long a, long long b, void* r) { (void)a; (void)b; (void)r; return 1; }
+    static int bot4_sub_ovf(long long a, long long b, void* r) { (void)a; (void)b; (void)r; return 1; }
+    #endif
+    """
+    ctypedef long long i128 "__int128"
+    int BOT4_I128
+    int bot4_digits(object o)
+    i128 bot4_i128(object o)
+    object bot4_from_i128(i128 v)
+    i128 bot4_floordiv(i128 a, i128 b)
+    bint bot4_small(object o, i128* out)
+    bint bot4_add_ovf(i128 a, i128 b, i128* r)
+    bint bot4_sub_ovf(i128 a, i128 b, i128* r)
+
+
+cdef inline bint _c_add(i128* acc, object d) noexcept:
+    """``acc += d`` in C where ``d`` is an exact int below 2**120 and the sum fits 128
+    bits; False (``acc`` unchanged) otherwise: the caller then uses Python ints."""
+    cdef i128 v, r
+    if bot4_small(d, &v) and not bot4_add_ovf(acc[0], v, &r):
+        acc[0] = r
+        return True
+    return False
+
+
+cdef inline bint _c_sub(i128* acc, object d) noexcept:
+    """``acc -= d``, as ``_c_add``."""
+    cdef i128 v, r
+    if bot4_small(d, &v) and not bot4_sub_ovf(acc[0], v, &r):
+        acc[0] = r
+        return True
+    return False
+
+
+@cython.auto_pickle(False)
+cdef class SimBalance:
+    """``oms.account.Balance`` (``free``, ``locked``, ``total``, ``repr``) for the
+    compiled engine's accounts, with each amount in a C 128-bit integer.
+
+    Every money update of the fast path (locks, releases, fills, fees) used to build a
+    new Python int and free the old one; here it is a C addition.  Exactness is kept:
+    an amount is held in C only while it is an exact int of at most four 30-bit digits
+    (below 2**120) and its sums do not overflow 128 bits; anything else -- a larger
+    int, another type, an overflow, or a CPython other than 3.11 -- is held as the
+    Python object itself and updated with Python arithmetic, as ``Balance`` does.
+    Reading ``free``/``locked`` gives an exact Python int (or that object): the
+    exchange server, ``Account.snapshot()`` and the pure matching core see the same
+    values as with ``Balance``."""
+
+    cdef i128 f, l          # the amounts, unless f_big / l_big
+    cdef object f_obj, l_obj  # the amounts that are not held in C
+    cdef bint f_big, l_big
+
+    def __init__(self, free=0, locked=0):
+        self._put_free(free)
+        self._put_locked(locked)
+
+    cdef inline int _put_free(self, object v) except -1:
+        if BOT4_I128 and bot4_small(v, &self.f):
+            self.f_big = False
+            self.f_obj = None
+        else:
+            self.f_big = True
+            self.f_obj = v
+        return 0
+
+    cdef inline int _put_locked(self, object v) except -1:
+        if BOT4_I128 and bot4_small(v, &self.l):
+            self.l_big = False
+            self.l_obj = None
+        else:
+            self.l_big = True
+            self.l_obj = v
+        return 0
+
+    cdef inline object _free(self):
+        return self.f_obj if self.f_big else bot4_from_i128(self.f)
+
+    cdef inline object _locked(self):
+        return self.l_obj if self.l_big else bot4_from_i128(self.l)
+
+    cdef inline int add_free(self, object d) except -1:
+        """``free += d``."""
+        if self.f_big or not _c_add(&self.f, d):
+            self._put_free(self._free() + d)
+        return 0
+
+    cdef inline int sub_free(self, object d) except -1:
+        """``free -= d``."""
+        if self.f_big or not _c_sub(&self.f, d):
+            self._put_free(self._free() - d)
+        return 0
+
+    cdef inline int add_locked(self, object d) except -1:
+        """``locked += d``."""
+        if self.l_big or not _c_add(&self.l, d):
+            self._put_locked(self._locked() + d)
+        return 0
+
+    cdef inline int sub_locked(self, object d) except -1:
+        """``locked -= d``."""
+        if self.l_big or not _c_sub(&self.l, d):
+            self._put_locked(self._locked() - d)
+        return 0
+
+    cdef inline int short_of(self, object need) except -1:
+        """``need > free``."""
+        cdef i128 v
+        if not self.f_big and bot4_small(need, &v):
+            return v > self.f
+        return need > self._free()
+
+    @property
+    def free(self):
+        return self._free()
+
+    @free.setter
+    def free(self, value):
+        self._put_free(value)
+
+    @property
+    def locked(self):
+        return self._locked()
+
+    @locked.setter
+    def locked(self, value):
+        self._put_locked(value)
+
+    @property
+    def total(self):
+        return self._free() + self._locked()
+
+    def __repr__(self):
+        return f"Balance(free={_money_from_raw(self.free)}, locked={_money_from_raw(self.locked)})"
+
+    def __reduce__(self):
+        return SimBalance, (self.free, self.locked)
+
+
+class SimAccount(_Account):
+    """``oms.account.Account`` whose balances are ``SimBalance``s (built by
+    ``balance``, which every path that creates a balance goes through)."""
+
+    __slots__ = ()
+
+    def balance(self, asset):
+        bal = self.balances.get(asset)
+        if bal is None:
+            bal = self.balances[asset] = SimBalance()
+        return bal
+
+
+cdef object _SimAccount = SimAccount
+
+
+cdef inline int _short(object bal, object need) except -1:
+    """``need > bal.free`` (a missing balance holds 0)."""
+    if type(bal) is SimBalance:
+        return (<SimBalance>bal).short_of(need)
+    return need > (_free(bal) if bal is not None else 0)
+
+
 cdef inline object _free(object bal):
     """``bal.free``."""
     if type(bal) is _Balance:
@@ -174,7 +413,12 @@ cdef inline object _free(object bal):
 
 cdef inline int _move(object bal, object d_free, object d_locked) except -1:
     """``bal.free += d_free; bal.locked += d_locked`` (a zero leaves the field as is)."""
-    if type(bal) is _Balance:
+    if type(bal) is SimBalance:
+        if _nz(d_free):
+            (<SimBalance>bal).add_free(d_free)
+        if _nz(d_locked):
+            (<SimBalance>bal).add_locked(d_locked)
+    elif type(bal) is _Balance:
         if _nz(d_free):
             _slot_set(bal, _FREE, _slot_get(bal, _FREE) + d_free)
         if _nz(d_locked):
@@ -190,7 +434,12 @@ cdef inline int _move(object bal, object d_free, object d_locked) except -1:
 cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
     """``bal.free -= d_free; bal.locked -= d_locked`` (a zero leaves the field as is):
     ``_move`` of the negated amounts without building them."""
-    if type(bal) is _Balance:
+    if type(bal) is SimBalance:
+        if _nz(d_free):
+            (<SimBalance>bal).sub_free(d_free)
+        if _nz(d_locked):
+            (<SimBalance>bal).sub_locked(d_locked)
+    elif type(bal) is _Balance:
         if _nz(d_free):
             _slot_set(bal, _FREE, _slot_get(bal, _FREE) - d_free)
         if _nz(d_locked):
@@ -203,8 +452,22 @@ cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
     return 0
 
 
+cdef inline int _move_diff(object bal, object a, object b) except -1:
+    """``bal.free += a - b``; on a ``SimBalance`` without building ``a - b``."""
+    cdef i128 x, y, r
+    if (type(bal) is SimBalance and not (<SimBalance>bal).f_big and bot4_small(a, &x)
+            and bot4_small(b, &y) and not bot4_add_ovf((<SimBalance>bal).f, x - y, &r)):
+        (<SimBalance>bal).f = r  # x - y cannot overflow: both are below 2**120
+        return 0
+    return _move(bal, a - b, 0)
+
+
 cdef inline int _lock(object bal, object money) except -1:
     """``bal.free -= money; bal.locked += money``."""
+    if type(bal) is SimBalance:
+        (<SimBalance>bal).sub_free(money)
+        (<SimBalance>bal).add_locked(money)
+        return 0
     if type(bal) is _Balance and _nz(money):
         _slot_set(bal, _FREE, _slot_get(bal, _FREE) - money)
         _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + money)
@@ -214,11 +477,30 @@ cdef inline int _lock(object bal, object money) except -1:
 
 cdef inline int _unlock(object bal, object money) except -1:
     """``bal.free += money; bal.locked -= money``."""
+    if type(bal) is SimBalance:
+        (<SimBalance>bal).add_free(money)
+        (<SimBalance>bal).sub_locked(money)
+        return 0
     if type(bal) is _Balance and _nz(money):
         _slot_set(bal, _FREE, _slot_get(bal, _FREE) + money)
         _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) - money)
         return 0
     return _move(bal, money, -money)
+
+
+cdef int _unlock_c(object bal, i128 money) except -1:
+    """``_unlock(bal, money)`` for an amount held in C (a non-zero one): on a
+    ``SimBalance`` without building an int, where both sums fit."""
+    cdef SimBalance b
+    cdef i128 f, l
+    if type(bal) is SimBalance:
+        b = <SimBalance>bal
+        if (not b.f_big and not b.l_big and not bot4_add_ovf(b.f, money, &f)
+                and not bot4_sub_ovf(b.l, money, &l)):
+            b.f = f
+            b.l = l
+            return 0
+    return _unlock(bal, bot4_from_i128(money))
 
 
 cdef inline object _now(object clock):
@@ -261,8 +543,40 @@ cdef class SimOrder:
     cdef public object order_id, client_order_id, account, symbol, side, order_type, tif
     cdef public object post_only, price, trigger, display, quote_qty, stp, orig_qty
     cdef public object executed, cum_quote, prevented, status, time, update_time
-    cdef public object base_bal, quote_bal, lock_unit, locked_money
+    cdef public object base_bal, quote_bal, lock_unit
     cdef public bint is_buy, working
+    # ``locked_money`` (a property): in C while it is an exact int below 2**120, as
+    # in ``SimBalance`` -- a release or a fill then reads and updates the order itself
+    # instead of an int object of its own
+    cdef i128 lm
+    cdef object lm_obj
+    cdef bint lm_big
+
+    cdef inline int _put_lm(self, object v) except -1:
+        if BOT4_I128 and bot4_small(v, &self.lm):
+            self.lm_big = False
+            self.lm_obj = None
+        else:
+            self.lm_big = True
+            self.lm_obj = v
+        return 0
+
+    cdef inline object _lm(self):
+        return self.lm_obj if self.lm_big else bot4_from_i128(self.lm)
+
+    cdef inline int sub_lm(self, object d) except -1:
+        """``locked_money -= d``."""
+        if self.lm_big or not _c_sub(&self.lm, d):
+            self._put_lm(self._lm() - d)
+        return 0
+
+    @property
+    def locked_money(self):
+        return self._lm()
+
+    @locked_money.setter
+    def locked_money(self, value):
+        self._put_lm(value)
 
     def __init__(self, order_id, req, client_order_id, orig_qty, stp, now, base_bal,
                  quote_bal, lock_unit):
@@ -291,7 +605,7 @@ cdef class SimOrder:
         self.base_bal = base_bal
         self.quote_bal = quote_bal
         self.lock_unit = lock_unit
-        self.locked_money = 0
+        self._put_lm(0)
 
     @property
     def leaves_qty(self):
@@ -305,7 +619,7 @@ cdef class SimOrder:
             self.order_type, self.tif, self.post_only, self.price, self.trigger,
             self.display, self.quote_qty, self.stp, self.orig_qty, self.executed,
             self.cum_quote, self.prevented, self.status, self.time, self.update_time,
-            self.working, self.lock_unit, self.locked_money,
+            self.working, self.lock_unit, self._lm(),
         )
 
     def __repr__(self):
@@ -318,9 +632,12 @@ cdef class SimOrder:
 
 cdef inline object _leaves(SimOrder o):
     """``o.orig_qty - o.executed - o.prevented``, without new ints while nothing has
-    been executed or prevented (a passive order, a taker's first level)."""
-    if type(o.orig_qty) is int and not _nz(o.executed) and not _nz(o.prevented):
-        return o.orig_qty
+    been executed or prevented (a passive order, a taker's first level), and one
+    subtraction while nothing has been prevented (the fast path has no STP)."""
+    if type(o.prevented) is int and not _nz(o.prevented):
+        if type(o.orig_qty) is int and not _nz(o.executed):
+            return o.orig_qty
+        return o.orig_qty - o.executed  # (``x - 0`` would still build a new int)
     return o.orig_qty - o.executed - o.prevented
 
 
@@ -343,8 +660,8 @@ cdef class SymbolCore:
         with positive denominators and integer prices, ``price * up_d > last * up_n``
         iff ``price > floor(last * up_n / up_d)``, and ``price * down_d < last * down_n``
         iff ``price < ceil(last * down_n / down_d)``."""
-        self.band_hi = last * self.up_n // self.up_d
-        self.band_lo = -(-(last * self.down_n) // self.down_d)
+        self.band_hi = _mul(last, self.up_n) // self.up_d
+        self.band_lo = -(-_mul(last, self.down_n) // self.down_d)
         self.band_last = last
         return 0
 
@@ -382,7 +699,7 @@ cdef class AccountCore:
     cdef object key  # the account's name as first submitted (see FastEngine.submit)
 
     def __init__(self, stp):
-        self.account = _Account()
+        self.account = SimAccount()
         self.open = {}
         self.stp = stp
         self.balances = {}
@@ -405,7 +722,7 @@ cdef object _market_buy_cost(BookCore book, object qty):
             if avail >= rem:
                 break
         take = rem if rem < avail else avail
-        cost = cost + take * price
+        cost = cost + _mul(take, price)
         rem = rem - take
         if not rem:
             break
@@ -417,54 +734,6 @@ cdef inline bint _is_open(object status) noexcept:
     return status is _NEW or status is _PARTIAL
 
 
-cdef extern from *:
-    """
-    /* Exact small-int arithmetic for the fee (see _charge): a Python int of at most
-       four 30-bit digits (< 2**120) read into a C __int128, and back.  CPython 3.11's
-       int layout (sign in ob_size, 30-bit digits); other versions and builds take the
-       Python path. */
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
-        && PYLONG_BITS_IN_DIGIT == 30 && defined(__SIZEOF_INT128__)
-    #define BOT4_I128 1
-    static int bot4_digits(PyObject* o) {
-        Py_ssize_t size = Py_SIZE(o);
-        return (int)(size < 0 ? -size : size);
-    }
-    static __int128 bot4_i128(PyObject* o) {
-        Py_ssize_t size = Py_SIZE(o), n = size < 0 ? -size : size, i;
-        const digit* d = ((PyLongObject*)o)->ob_digit;
-        unsigned __int128 v = 0;
-        for (i = n - 1; i >= 0; --i) v = (v << PyLong_SHIFT) | d[i];
-        return size < 0 ? -(__int128)v : (__int128)v;
-    }
-    static PyObject* bot4_from_i128(__int128 v) {
-        unsigned char buf[16];
-        unsigned __int128 u = (unsigned __int128)v;
-        int i;
-        if (v >= LLONG_MIN && v <= LLONG_MAX) return PyLong_FromLongLong((long long)v);
-        for (i = 0; i < 16; ++i) { buf[i] = (unsigned char)(u & 0xff); u >>= 8; }
-        return _PyLong_FromByteArray(buf, 16, 1, 1);
-    }
-    /* floor(a / b) for b > 0, as Python's // */
-    static __int128 bot4_floordiv(__int128 a, __int128 b) {
-        __int128 q = a / b;
-        if (a % b != 0 && a < 0) q -= 1;
-        return q;
-    }
-    #else
-    #define BOT4_I128 0
-    static int bot4_digits(PyObject* o) { (void)o; return 99; }
-    static long long bot4_i128(PyObject* o) { (void)o; return 0; }
-    static PyObject* bot4_from_i128(long long v) { return PyLong_FromLongLong(v); }
-    static long long bot4_floordiv(long long a, long long b) { (void)b; return a; }
-    #endif
-    """
-    ctypedef long long i128 "__int128"
-    int BOT4_I128
-    int bot4_digits(object o)
-    i128 bot4_i128(object o)
-    object bot4_from_i128(i128 v)
-    i128 bot4_floordiv(i128 a, i128 b)
 
 
 cdef extern from *:
@@ -516,9 +785,50 @@ cdef object _charge_py(object amount, object num, object den, object unit):
     return -(amount * -num // (den * unit)) * unit
 
 
+cdef inline object _mul(object a, object b):
+    """``a * b``; in C 128-bit integers where both are exact ints whose digits total
+    at most four (so the product is below 2**120): a notional (price x quantity,
+    about 2**74 here) is a multi-digit product, which Python's int multiplication
+    computes through its general (Karatsuba) entry point."""
+    if (BOT4_I128 and type(a) is int and type(b) is int
+            and bot4_digits(a) + bot4_digits(b) <= 4):
+        return bot4_from_i128(bot4_i128(a) * bot4_i128(b))
+    return a * b
+
+
 def sim_id_for_tests(long long oid):
     """The fast path's generated client order id for ``oid`` (> 0), for the test."""
     return bot4_sim_id(oid)
+
+
+def balance_ops_for_tests(bal, list ops):
+    """Apply ``(op, a, b)`` steps to ``bal`` through the fast path's money helpers
+    (``"move"``/``"sub"``: ``a`` to free, ``b`` to locked; ``"diff"``: ``a - b`` to
+    free; ``"lock"``/``"unlock"``:
+    ``a``; ``"short"``: is ``a`` more than free), for the property test; returns each
+    step's ``(free, locked)``, or the ``short`` answer."""
+    out = []
+    for op, a, b in ops:
+        if op == "move":
+            _move(bal, a, b)
+        elif op == "sub":
+            _sub(bal, a, b)
+        elif op == "diff":
+            _move_diff(bal, a, b)
+        elif op == "lock":
+            _lock(bal, a)
+        elif op == "unlock":
+            _unlock(bal, a)
+        else:
+            out.append(bool(_short(bal, a)))
+            continue
+        out.append((bal.free, bal.locked))
+    return out
+
+
+def mul_for_tests(a, b):
+    """``_mul``, for the property test."""
+    return _mul(a, b)
 
 
 def charge_for_tests(amount, num, den, unit):
@@ -548,11 +858,11 @@ cdef class FastEngine:
         r = <tuple>req
         account, symbol, side, otype, qty, price, trig, tif, post_only, display, cid, stp, \
             quote_qty = r
-        found = PyDict_GetItem(self.symbols, symbol)
+        found = _dict_get(self.symbols, symbol)
         if found == NULL or not isinstance(<object>found, SymbolCore):
             return _slow_submit(self, req)
         st = <SymbolCore>found
-        found = PyDict_GetItem(self.accounts, account)
+        found = _dict_get(self.accounts, account)
         if found == NULL or not isinstance(<object>found, AccountCore):
             return _slow_submit(self, req)
         acct = <AccountCore>found
@@ -607,20 +917,21 @@ cdef class FastEngine:
         if _nz(qty % st.step) or qty < st.min_qty or (_nz(max_qty) and qty > max_qty):
             return _slow_submit(self, req)
         if priced or _nz(last):
-            notional = (price if priced else last) * qty
+            notional = _mul(price if priced else last, qty)
             max_notional = st.max_notional
             if notional < st.min_notional or (_nz(max_notional) and notional > max_notional):
                 return _slow_submit(self, req)
         if priced and _nz(last):
-            if last is not st.band_last:
-                st._set_band(last)
+            if last is not st.band_last and last != st.band_last:
+                st._set_band(last)  # (a buy's trades leave a new int of the same price)
             if price > st.band_hi or price < st.band_lo:
                 return _slow_submit(self, req)
 
         # -- funds
         account_obj = acct.account
-        balances = _slot_get(account_obj, _BALANCES) if type(account_obj) is _Account \
-            else account_obj.balances
+        balances = _slot_get(account_obj, _BALANCES) if (
+            type(account_obj) is _SimAccount or type(account_obj) is _Account
+        ) else account_obj.balances
         # the (base, quote) pair the account keeps for this symbol holds the very
         # ``Balance`` objects of ``balances`` (both come from ``Account.balance``):
         # one lookup instead of two where it exists
@@ -632,19 +943,18 @@ cdef class FastEngine:
                 need, unit = _market_buy_cost(<BookCore>book, qty), 0
             bal = (<tuple>pair)[1] if pair is not None else balances.get(st.quote)
         else:
-            need, unit = qty * SCALE, SCALE
+            need, unit = _mul(qty, SCALE), SCALE
             bal = (<tuple>pair)[0] if pair is not None else balances.get(st.base)
-        if need > (_free(bal) if bal is not None else 0):
+        if _short(bal, need):
             return _slow_submit(self, req)
 
         # -- accepted: as PyMatchingEngine.submit
         now = _now(self.clock)
         oid = self._next_id
         self._next_id = oid + 1
-        if not cid:
+        cdef bint generated = not cid
+        if generated:  # made unique among the account's open orders below, on insert
             cid = bot4_sim_id(<long long>oid) if 0 < oid < _BIG_ID else f"sim-{oid}"
-            while cid in open_of:
-                cid += "x"
         if pair is None:
             pair = acct.balances[st.symbol] = (
                 acct.account.balance(st.base),
@@ -677,13 +987,19 @@ cdef class FastEngine:
         o.base_bal = base_bal
         o.quote_bal = quote_bal
         o.lock_unit = unit
-        o.locked_money = 0
+        o._put_lm(0)
         if _nz(unit):
             lock = need  # qty * unit: price * qty for a buy, qty * SCALE for a sell
             bal = quote_bal if is_buy else base_bal
             _lock(bal, lock)
-            o.locked_money = lock
-        PyDict_SetItem(open_of, cid, o)
+            o._put_lm(lock)
+        if generated:
+            # ``while cid in open_of: cid += "x"``, then the insert: one lookup a try
+            while _dict_setdefault(open_of, cid, o) != <PyObject*>o:
+                cid += "x"
+            o.client_order_id = cid
+        else:
+            PyDict_SetItem(open_of, cid, o)
         PyDict_SetItem(self.open_orders, oid, o)
         if self.retain_closed:
             self.orders[oid] = o
@@ -703,12 +1019,12 @@ cdef class FastEngine:
         cdef SymbolCore st
         if order_id is None or client_order_id:
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
-        found = PyDict_GetItem(self.symbols, symbol)
+        found = _dict_get(self.symbols, symbol)
         if (found == NULL or not isinstance(<object>found, SymbolCore)
-                or PyDict_GetItem(self.accounts, account) == NULL):
+                or _dict_get(self.accounts, account) == NULL):
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         st = <SymbolCore>found
-        found = PyDict_GetItem(self.open_orders, order_id)
+        found = _dict_get(self.open_orders, order_id)
         if found == NULL or type(<object>found) is not SimOrder:
             return _slow_cancel(self, account, symbol, order_id, client_order_id)
         o = <SimOrder>found
@@ -761,10 +1077,14 @@ cdef class FastEngine:
         return t
 
     cdef int _release(self, SimOrder o) except -1:
-        money = o.locked_money
-        if _nz(money):
-            _unlock(o.quote_bal if o.is_buy else o.base_bal, money)
-            o.locked_money = 0
+        if o.lm_big:
+            money = o.lm_obj
+            if _nz(money):
+                _unlock(o.quote_bal if o.is_buy else o.base_bal, money)
+                o._put_lm(0)
+        elif o.lm != 0:
+            _unlock_c(o.quote_bal if o.is_buy else o.base_bal, o.lm)
+            o.lm = 0
         return 0
 
     cdef int _close(self, SimOrder o) except -1:
@@ -873,8 +1193,8 @@ cdef class FastEngine:
 
     cdef int _trade(self, SymbolCore st, SimOrder taker, SimOrder maker, object price,
                      object qty, object maker_left, object now, list out) except -1:
-        notional = price * qty
-        base_money = qty * SCALE
+        notional = _mul(price, qty)
+        base_money = _mul(qty, SCALE)
         if now is not self._day_now:  # a multi-digit division, once per clock value
             self._day = now // DAY_NS
             self._day_now = now
@@ -915,7 +1235,7 @@ cdef class FastEngine:
         cdef PyObject* found
         cdef tuple rates
         if plain:  # FeeSchedule.rates' cache hit, inlined
-            found = PyDict_GetItem(<dict>_slot_get(fees, _FEE_CACHE), account)
+            found = _dict_get(<dict>_slot_get(fees, _FEE_CACHE), account)
             if found != NULL and (<tuple>found)[0] == day:
                 rates = <tuple>(<tuple>found)[1]
             else:
@@ -934,16 +1254,17 @@ cdef class FastEngine:
         if o.is_buy:
             if _nz(lock_unit):
                 # qty * lock_unit; a maker always trades at its own (locked) price
-                release = notional if lock_unit == price else qty * lock_unit
-                o.locked_money = o.locked_money - release
-                _move(qb, release - notional, 0)
+                release = notional if lock_unit == price else _mul(qty, lock_unit)
+                o.sub_lm(release)
+                if release is not notional:
+                    _move_diff(qb, release, notional)
                 _sub(qb, 0, release)
             else:
                 _sub(qb, notional, 0)
             if num >= 0:
                 fee = _charge(base_money, num, den, unit)
                 fee_asset = st.base
-                _move(bb, base_money - fee, 0)
+                _move_diff(bb, base_money, fee)
             else:
                 fee = _charge(notional, num, den, unit)
                 fee_asset = st.quote
@@ -951,28 +1272,28 @@ cdef class FastEngine:
                 _sub(qb, fee, 0)
         else:
             if _nz(lock_unit):
-                o.locked_money = o.locked_money - base_money
+                o.sub_lm(base_money)
                 _sub(bb, 0, base_money)
             else:
                 _sub(bb, base_money, 0)
             fee = _charge(notional, num, den, unit)
             fee_asset = st.quote
-            _move(qb, notional - fee, 0)
+            _move_diff(qb, notional, fee)
         if _nz(fee):
             collected = self.fees_collected
-            found = PyDict_GetItem(collected, fee_asset)
+            found = _dict_get(collected, fee_asset)
             PyDict_SetItem(collected, fee_asset, fee if found == NULL else <object>found + fee)
         if plain and _slot_get(fees, _FEE_VOLUME_RATES) is None:  # FeeSchedule.record
             # inlined; its back-dating check cannot fire here: the rates lookup above
             # left (day, rates) in the cache for this account
             volume = <dict>_slot_get(fees, _FEE_VOLUME)
-            found = PyDict_GetItem(volume, account)
+            found = _dict_get(volume, account)
             if found == NULL:
                 days = {}
                 PyDict_SetItem(volume, account, days)
             else:
                 days = <dict>found
-            found = PyDict_GetItem(days, day)
+            found = _dict_get(days, day)
             PyDict_SetItem(days, day, notional if found == NULL else <object>found + notional)
         else:
             fees.record(account, st.quote, notional, day)
