@@ -1,5 +1,22 @@
 # Declarations of the compiled book, for the compiled matching core (_fastmatch.pyx).
 
+from cpython.ref cimport PyObject
+
+# Shared by both modules (the C text is emitted into each one that cimports it).
+cdef extern from *:
+    """
+    /* PyDict_GetItem without saving and restoring the error state around the lookup
+       (a third of its cost): a key that fails to hash or compare reads as missing,
+       as it does there.  There is never an error pending when the engine looks up. */
+    static PyObject* bot4_dict_get(PyObject* d, PyObject* key) {
+        PyObject* r = PyDict_GetItemWithError(d, key);
+        if (r == NULL && PyErr_Occurred()) PyErr_Clear();
+        return r;
+    }
+    """
+    PyObject* _dict_get "bot4_dict_get" (object d, object key)
+
+
 cdef class Rec:
     # fields in book.py's record order: QTY VISIBLE PRICE ORDER_ID IS_BUY DISPLAY
     # ACCOUNT OWNER LEVEL (see Rec in _fastbook.pyx)

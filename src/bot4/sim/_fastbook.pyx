@@ -27,19 +27,6 @@ from cpython.ref cimport PyObject
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.math cimport llround
 
-cdef extern from *:
-    """
-    /* PyDict_GetItem without saving and restoring the error state around the lookup
-       (a third of its cost): a key that fails to hash or compare reads as missing,
-       as it does there.  There is never an error pending when the engine looks up. */
-    static PyObject* bot4_dict_get(PyObject* d, PyObject* key) {
-        PyObject* r = PyDict_GetItemWithError(d, key);
-        if (r == NULL && PyErr_Occurred()) PyErr_Clear();
-        return r;
-    }
-    """
-    PyObject* _dict_get "bot4_dict_get" (object d, object key)
-
 # record fields: QTY VISIBLE PRICE ORDER_ID IS_BUY DISPLAY ACCOUNT OWNER LEVEL
 # level fields:  L_TOTAL L_COUNT L_QUEUE L_PRICE L_IS_BUY
 cdef Py_ssize_t _PURGE_SLACK = 16  # as in book.py: purge dead records past 2 * live + 16

@@ -29,23 +29,12 @@ from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 cdef extern from *:
-    """
-    /* PyDict_GetItem without saving and restoring the error state around the lookup
-       (a third of its cost): a key that fails to hash or compare reads as missing,
-       as it does there.  There is never an error pending when the engine looks up. */
-    static PyObject* bot4_dict_get(PyObject* d, PyObject* key) {
-        PyObject* r = PyDict_GetItemWithError(d, key);
-        if (r == NULL && PyErr_Occurred()) PyErr_Clear();
-        return r;
-    }
-    """
-    PyObject* _dict_get "bot4_dict_get" (object d, object key)
     PyObject* _dict_setdefault "PyDict_SetDefault" (object d, object key,
                                                    object default) except NULL
 
 from cpython.tuple cimport PyTuple_SET_ITEM
 
-from bot4.sim._fastbook cimport BookCore, Level, Rec
+from bot4.sim._fastbook cimport BookCore, Level, Rec, _dict_get
 
 
 cdef extern from "Python.h":
