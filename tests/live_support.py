@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -289,6 +289,22 @@ class BracketOnce(Strategy):
         if self.phase == 1 and not self.is_flat():
             self.phase = 2
             self.close_position()
+
+
+def run_then_stop_servers(
+    go: Callable[[], Awaitable[None]], srv: Any, result: dict[str, Any], timeout_s: float = 60
+) -> None:
+    """Run a chaos scenario, then stop whatever servers it left: the killed-and-restarted
+    exchange subprocess ``srv`` and a test-only server the scenario put in
+    ``result["server"]``, even when the scenario failed."""
+    try:
+        asyncio.run(asyncio.wait_for(go(), timeout_s))
+    finally:
+        srv.kill()
+        srv.close()
+        if "server" in result:
+            result["server"].stop()
+            result["server"].close()
 
 
 def recovery_after(runner: Any, back_ns: int) -> tuple[Any, float, float]:

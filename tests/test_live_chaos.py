@@ -38,6 +38,7 @@ from tests.live_support import (
     free_port,
     no_stop_profile,
     recovery_after,
+    run_then_stop_servers,
     running_server,
     start_server,
     venue_account,
@@ -92,14 +93,7 @@ def test_exchange_restart_mid_session(tmp_path: Path) -> None:
         result.update(runner=runner, summary=summary, back_ns=back_ns, fills=fills_at_back)
         result["account"] = await venue_account(port)
 
-    try:
-        asyncio.run(asyncio.wait_for(go(), 60))
-    finally:
-        srv.kill()
-        srv.close()
-        if "server" in result:
-            result["server"].stop()
-            result["server"].close()
+    run_then_stop_servers(go, srv, result)
     runner: LiveRunner = result["runner"]
     rec, allowed_s, first_order_s = recovery_after(runner, result["back_ns"])
     print(

@@ -34,6 +34,7 @@ from tests.live_support import (
     free_port,
     no_stop_profile,
     recovery_after,
+    run_then_stop_servers,
     server_args,
     start_server,
     venue_account,
@@ -116,14 +117,7 @@ def test_exchange_sigkill_mid_session_loses_and_doubles_nothing(tmp_path: Path) 
         result["account"] = await venue_account(port)
         result["acked_before"] = acked_before
 
-    try:
-        asyncio.run(asyncio.wait_for(go(), 60))
-    finally:
-        srv.kill()
-        srv.close()
-        if "server" in result:
-            result["server"].stop()
-            result["server"].close()
+    run_then_stop_servers(go, srv, result)
     runner: LiveRunner = result["runner"]
     rec, allowed_s, first_order_s = recovery_after(runner, result["back_ns"])
     stats = runner.venue.stats
