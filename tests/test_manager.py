@@ -370,6 +370,12 @@ def test_bracket_exits_relative_to_the_fill_price(om: OrderManager) -> None:
     assert err.value.field == "stop_loss_pct"
     with pytest.raises(ValidationError):
         om.submit_bracket(OrderRequest("BTCUSDT", BUY, MARKET, "1"), "49000", stop_loss_pct="1")
+    before = om.state.snapshot()
+    for bad in (0.5, [1], "abc", Decimal("NaN")):  # a float, an unhashable, junk: typed errors
+        with pytest.raises(ValidationError) as err:
+            om.submit_bracket(OrderRequest("BTCUSDT", BUY, MARKET, "1"), stop_loss_pct=bad)  # type: ignore[arg-type]
+        assert err.value.field == "stop_loss_pct"
+    assert om.state.snapshot() == before
 
 
 @pytest.mark.parametrize("prefix", ["has space", "x" * 40])

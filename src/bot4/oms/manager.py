@@ -411,15 +411,10 @@ class OrderManager:
         add = self.dedup.add
         for spec in specs:
             add(spec["client_order_id"], now)
-        state = self.state
-        orders = state.orders
-        pending = self._pending
+        orders = self.state.orders
         created = []
         for spec in specs:
-            # _emit's work, with the fields passed through once (not packed twice)
-            event = OrderInitialized(state.last_seq + 1, now, now, **spec)
-            state.apply(event)
-            pending.append(event)
+            self._emit(OrderInitialized, None, **spec)
             created.append(orders[spec["client_order_id"]])
         for order in created[:submit]:
             cid = order.client_order_id
@@ -484,8 +479,8 @@ class OrderManager:
         e = self._build(entry, None, _NO_IDS, contingency=ContingencyType.OTO)
         cid = e["client_order_id"]
         sign = entry.side.sign
-        sl_offset = -sign * self._ppm(stop_loss_pct, "stop_loss_pct") if stop_loss_pct else 0
-        tp_offset = sign * self._ppm(take_profit_pct, "take_profit_pct") if take_profit_pct else 0
+        sl_offset = -sign * _ppm(stop_loss_pct, "stop_loss_pct") if stop_loss_pct else 0
+        tp_offset = sign * _ppm(take_profit_pct, "take_profit_pct") if take_profit_pct else 0
         inst = self.state.instruments[entry.symbol]
         sl_raw = to_raw(stop_loss, "stop_loss") if stop_loss is not None else 0
         tp_raw = to_raw(take_profit, "take_profit") if take_profit is not None else 0
@@ -548,11 +543,6 @@ class OrderManager:
             specs = [e, sl, tp]
         self._check_funds(specs)
         return self._create(specs, 1)
-
-    @staticmethod
-    def _ppm(value: Decimal | int | str, field: str) -> int:
-        """A percentage as parts per million, exact (at most 4 decimals of a percent)."""
-        return _ppm(value, field)
 
     @staticmethod
     def _offset_level(inst: Instrument, base: int, offset_ppm: int, side: OrderSide) -> int:
@@ -695,14 +685,23 @@ class OrderManager:
 _NO_IDS: frozenset[str] = frozenset()  # no sibling ids taken yet
 
 
-@functools.lru_cache(maxsize=64, typed=True)  # typed: 0.5 must not hit Decimal("0.5")
 def _ppm(value: Decimal | int | str, field: str) -> int:
     """A percentage as parts per million, exact (at most 4 decimals of a percent);
-    cached: a strategy passes the same few percentages with every order."""
+    cached for the types it accepts (a strategy passes the same few percentages with
+    every order); anything else -- unhashable values too -- gets the typed error."""
+    if type(value) in (Decimal, int, str):
+        return _ppm_cached(value, field)
+    return _ppm_exact(value, field)
+
+
+def _ppm_exact(value: Decimal | int | str, field: str) -> int:
     ppm = to_decimal(value, field) * 10_000
     if ppm != ppm.to_integral_value() or not 0 < ppm < 1_000_000:
         raise ValidationError(field, "a percentage in (0, 100) with at most 4 decimals", value)
     return int(ppm)
+
+
+_ppm_cached = functools.lru_cache(maxsize=64, typed=True)(_ppm_exact)  # typed: 1 != Decimal(1)
 
 
 def _already_reflected(order: Order, cls: type[Event]) -> bool:
