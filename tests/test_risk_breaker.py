@@ -1216,3 +1216,33 @@ def test_probes_in_flight_when_it_closes_release_their_slots() -> None:
         assert b._probes == 0, f"{b._probes} probe slot(s) leaked after every call ended"
 
     asyncio.run(main())
+
+
+def test_state_changes_reach_the_listener_in_the_order_they_happened() -> None:
+    # CI caught OPEN->HALF_OPEN delivered before CLOSED->OPEN: each thread drained its own
+    # batch after releasing the lock.  Here the first delivery stalls between leaving the
+    # lock and recording; a second thread's transition must wait behind it, not overtake.
+    stall = threading.Event()
+    entered = threading.Event()
+    changes: list[tuple[BreakerState, BreakerState]] = []
+
+    def listener(_name: str, old: BreakerState, new: BreakerState) -> None:
+        if not changes and not entered.is_set():
+            entered.set()
+            assert stall.wait(5.0)
+        changes.append((old, new))
+
+    clock = TestClock(T0)
+    b = CircuitBreaker(
+        "venue", BreakerConfig(min_calls=1, cooldown_ns=10 * S), clock, on_state_change=listener
+    )
+    first = threading.Thread(target=b.record_failure, daemon=True)
+    first.start()
+    assert entered.wait(5.0)
+    clock.advance(10 * S)
+    assert b.state is HALF_OPEN  # this thread's transition, queued behind the first
+    assert changes == []
+    stall.set()
+    first.join(5.0)
+    assert not first.is_alive()
+    assert changes == [(CLOSED, OPEN), (OPEN, HALF_OPEN)]  # both delivered, in order

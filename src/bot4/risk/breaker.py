@@ -104,6 +104,7 @@ class CircuitBreaker:
         # variable, so interleaved asyncio tasks and threads each see their own.
         self._epoch = 0
         self._notices: list[tuple[BreakerState, BreakerState]] = []
+        self._delivering = threading.Lock()  # held by the one thread running listeners
         self._probe_stack: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
             f"bot4-breaker-{name}-{id(self)}", default=()
         )
@@ -177,14 +178,26 @@ class CircuitBreaker:
             self._notices.append((old, new))
 
     def _notify(self) -> None:
-        if not self._notices:
-            return
-        with self._lock:
-            notices, self._notices = self._notices, []
-        listener = self.on_state_change
-        if listener is not None:
-            for old, new in notices:
-                listener(self.name, old, new)
+        # One thread delivers at a time, in the order the transitions happened: two
+        # threads each draining their own batch could otherwise hand the listener
+        # OPEN->HALF_OPEN before CLOSED->OPEN.  A thread that finds delivery taken (or a
+        # listener calling back into the breaker) leaves its notices to the deliverer,
+        # which drains until the queue is empty and re-checks after letting go.
+        while self._notices:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    with self._lock:
+                        notices, self._notices = self._notices, []
+                    if not notices:
+                        break
+                    listener = self.on_state_change
+                    if listener is not None:
+                        for old, new in notices:
+                            listener(self.name, old, new)
+            finally:
+                self._delivering.release()
 
     def _maybe_half_open(self, now: int) -> None:
         if self._state is BreakerState.OPEN and now - self._opened_at >= self.config.cooldown_ns:
