@@ -41,11 +41,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
-from enum import Enum
-from json.encoder import encode_basestring_ascii
-from typing import Any, get_type_hints
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -66,6 +64,7 @@ from sqlalchemy.engine import Engine
 from bot4.core.errors import SequenceError
 from bot4.core.events import Event, event_from_record
 from bot4.core.instrument import Instrument
+from bot4.oms.event_codec import payload_json, wal_line
 from bot4.oms.state import TradingState
 
 log = logging.getLogger(__name__)
@@ -93,79 +92,6 @@ WAL_SUFFIX = ".bot4-wal"
 
 class JournalLocked(Exception):
     """Another live process writes this journal (it holds the write-ahead file's lock)."""
-
-
-_HEADER_FIELDS = frozenset({"seq", "ts_event", "ts_recv"})
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-_escape: Callable[[str], str] = encode_basestring_ascii
-
-
-def _json_value(value: Any) -> str:
-    """One payload value as ``to_payload`` + ``json.dumps`` would write it."""
-    if isinstance(value, Enum):
-        value = value.value
-    elif isinstance(value, tuple):
-        value = list(value)
-    return _encode(value)
-
-
-def _compile_payload(cls: type) -> Callable[[Any], str]:
-    """A function writing ``json.dumps(ev.to_payload(), separators=(",", ":"))`` for
-    events of ``cls`` as one f-string over the fields (each class once).  A field holds
-    what its annotation says almost always (int, bool, str); anything else goes through
-    the general encoder, so the text is exactly the general path's (tested)."""
-    hints = get_type_hints(cls)
-    parts = []
-    sep = "{"
-    members: dict[Any, str] = {}  # every enum member of the class's fields -> its JSON
-    for f in fields(cls):
-        if f.name in _HEADER_FIELDS:
-            continue
-        t, v = hints.get(f.name), f"ev.{f.name}"
-        if t is int:
-            expr = f"({v}.__repr__() if type({v}) is int else value({v}))"
-        elif t is bool:
-            expr = f"(T if {v} is True else F if {v} is False else value({v}))"
-        elif t is str:
-            expr = f"(escape({v}) if type({v}) is str else value({v}))"
-        elif isinstance(t, type) and issubclass(t, Enum):
-            members.update((m, _json_value(m)) for m in t)
-            expr = f"(members.get({v}) or value({v}))"
-        elif f.default == ():
-            expr = f"('[]' if {v} == () else value({v}))"
-        else:
-            expr = f"value({v})"
-        parts.append(repr(sep + _escape(f.name) + ":"))
-        parts.append(expr)
-        sep = ","
-    parts.append(repr("}" if sep == "," else "{}"))
-    src = "def payload(ev):\n    return ''.join((" + ", ".join(parts) + ",))\n"
-    scope: dict[str, Any] = {"value": _json_value, "escape": _escape, "members": members}
-    scope.update(T="true", F="false")
-    exec(src, scope)
-    fn: Callable[[Any], str] = scope["payload"]
-    return fn
-
-
-_PAYLOAD: dict[type, Callable[[Any], str]] = {}
-
-
-def payload_json(ev: Event) -> str:
-    """``json.dumps(ev.to_payload(), separators=(",", ":"))``, ~5x faster: on the order
-    path every order's events are written before it is sent."""
-    fn = _PAYLOAD.get(type(ev))
-    if fn is None:
-        fn = _PAYLOAD[type(ev)] = _compile_payload(type(ev))
-    return fn(ev)
-
-
-def _wal_event(ev: Event) -> str:
-    """seq, ts_event, ts_recv, kind, payload, tab-separated.  One line per append (the
-    events of one transaction, separated by US, 0x1f): JSON never holds a raw tab,
-    newline or control character, and a torn line loses a whole transaction, never
-    part of one."""
-    payload = payload_json(ev)
-    return f"{ev.seq}\t{ev.ts_event}\t{ev.ts_recv}\t{ev.kind}\t{payload}"
 
 
 def _wal_rows(fd: int, path: str) -> list[tuple[int, int, int, str, str]]:
@@ -383,7 +309,7 @@ class SqlJournal:
         for ev in evs:
             if ev.seq != expected:
                 raise SequenceError(expected, ev.seq)
-            lines.append(_wal_event(ev))
+            lines.append(wal_line(ev))
             expected += 1
         if not lines:
             return
