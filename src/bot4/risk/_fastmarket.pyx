@@ -314,7 +314,7 @@ cdef class MarketCore:
             squares = s.squares
             first = size - <Py_ssize_t>new - 1
             for i in range(first, size - 1):
-                p = s.prices.buf + s.prices.start  # _push below may move nothing here
+                p = s.prices.buf + s.prices.start  # (the prices do not move in the fold)
                 a = p[i]
                 b = p[i + 1]
                 if a != 0.0 and b != 0.0:
