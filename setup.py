@@ -14,6 +14,13 @@ from setuptools import Extension, setup
 EXTENSIONS = [
     Extension("bot4.sim._fastbook", ["src/bot4/sim/_fastbook.pyx"], optional=True),
     Extension("bot4.sim._fastmatch", ["src/bot4/sim/_fastmatch.pyx"], optional=True),
+    # no fused multiply-adds: the variance must round as the pure class's (docs/risk.md)
+    Extension(
+        "bot4.risk._fastmarket",
+        ["src/bot4/risk/_fastmarket.pyx"],
+        optional=True,
+        extra_compile_args=["-ffp-contract=off"],
+    ),
 ]
 
 setup(

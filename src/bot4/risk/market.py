@@ -5,13 +5,22 @@ The grid matters: correlation between two symbols is only meaningful on returns 
 the same intervals, so every symbol's last price is sampled at each grid boundary.
 Statistics (correlations, covariance) are floats -- analytics, not money -- computed
 once per new sample and cached, so a pre-trade check reads them in O(1).
+
+Every bar of a backtest passes ``update`` and every pre-trade VaR check ``variance``, so
+both have a compiled version (``_fastmarket.pyx``, built by ``pip install -e .``; see
+docs/risk.md): ``MarketState`` is that one where it is built and ``BOT4_PURE_SIM`` is
+not set, and ``PyMarketState`` -- the reference it is tested against, bit for bit --
+otherwise.  A change to ``PyMarketState.update``/``variance``/``samples`` must be made
+in ``_fastmarket.pyx`` too; ``returns``/``covariance`` are shared (``MarketStatistics``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Mapping
 from itertools import islice, pairwise
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,7 +40,56 @@ class _Moments:
         self.folded = 0  # the sample count these figures include
 
 
-class MarketState:
+class _Sampled(Protocol):
+    """What the shared statistics read, and the cache they keep (both states' slots)."""
+
+    @property
+    def _history(self) -> Mapping[str, Iterable[int]]: ...
+
+    _cov: NDArray[np.float64] | None
+    _cov_symbols: list[str]
+
+    def samples(self, symbol: str) -> int: ...
+
+    def returns(self, symbols: list[str], n: int) -> NDArray[np.float64]: ...
+
+
+class MarketStatistics:
+    """The read side both market states share: aligned returns and their covariance,
+    computed by numpy from a symbol's sampled prices (``_history[symbol]`` iterates
+    them, oldest first, as the objects ``update`` was given)."""
+
+    __slots__ = ()
+    _cov: NDArray[np.float64] | None  # in the slots of each state
+
+    def returns(self: _Sampled, symbols: list[str], n: int) -> NDArray[np.float64]:
+        """The last ``n`` aligned log returns of each symbol, one row per symbol."""
+        rows = []
+        for symbol in symbols:
+            hist = np.log(np.fromiter(self._history[symbol], dtype=np.float64) / SCALE)
+            rows.append(np.diff(hist)[-n:])
+        return np.vstack(rows) if rows else np.empty((0, n))
+
+    def covariance(self: _Sampled) -> tuple[list[str], NDArray[np.float64]]:
+        """Covariance of returns over the common window, cached until the next sample."""
+        cov = self._cov
+        if cov is None:
+            symbols = sorted(s for s in self._history if self.samples(s) >= 2)
+            n = min((self.samples(s) for s in symbols), default=0)
+            if n >= 2:
+                cov = np.atleast_2d(np.cov(self.returns(symbols, n)))
+            else:
+                symbols = []
+                cov = np.empty((0, 0))
+            self._cov = cov
+            self._cov_symbols = symbols
+        return self._cov_symbols, cov
+
+
+class PyMarketState(MarketStatistics):
+    """Reference prices and sampled returns, in Python: the reference for the compiled
+    ``MarketState`` and the fallback where it is not built."""
+
     __slots__ = (
         "_cov",
         "_cov_symbols",
@@ -127,23 +185,28 @@ class MarketState:
         hist = self._history.get(symbol)
         return max(len(hist) - 1, 0) if hist else 0
 
-    def returns(self, symbols: list[str], n: int) -> NDArray[np.float64]:
-        """The last ``n`` aligned log returns of each symbol, one row per symbol."""
-        rows = []
-        for symbol in symbols:
-            hist = np.log(np.fromiter(self._history[symbol], dtype=np.float64) / SCALE)
-            rows.append(np.diff(hist)[-n:])
-        return np.vstack(rows) if rows else np.empty((0, n))
 
-    def covariance(self) -> tuple[list[str], NDArray[np.float64]]:
-        """Covariance of returns over the common window, cached until the next sample."""
-        if self._cov is None:
-            symbols = sorted(s for s in self._history if self.samples(s) >= 2)
-            n = min((self.samples(s) for s in symbols), default=0)
-            if n >= 2:
-                self._cov = np.atleast_2d(np.cov(self.returns(symbols, n)))
-            else:
-                symbols = []
-                self._cov = np.empty((0, 0))
-            self._cov_symbols = symbols
-        return self._cov_symbols, self._cov
+def _compiled_market() -> type[PyMarketState] | None:
+    """The compiled market state (``bot4.risk._fastmarket``), or None where it is not
+    built or ``BOT4_PURE_SIM`` is set."""
+    from bot4.sim._compiled import compiled
+
+    fast = compiled("_fastmarket", "bot4.risk")
+    if fast is None:
+        return None
+
+    class MarketState(fast.MarketCore, MarketStatistics):  # type: ignore[misc,name-defined]
+        """Reference prices and sampled returns: ``update``/``variance``/``samples``
+        compiled (``MarketCore``), ``returns``/``covariance`` shared."""
+
+        __slots__ = ()
+
+    MarketState.__module__ = __name__
+    MarketState.__qualname__ = "MarketState"
+    return MarketState
+
+
+if TYPE_CHECKING:
+    MarketState = PyMarketState
+else:
+    MarketState = _compiled_market() or PyMarketState
