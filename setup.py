@@ -14,6 +14,12 @@ from setuptools import Extension, setup
 EXTENSIONS = [
     Extension("bot4.sim._fastbook", ["src/bot4/sim/_fastbook.pyx"], optional=True),
     Extension("bot4.sim._fastmatch", ["src/bot4/sim/_fastmatch.pyx"], optional=True),
+    Extension(
+        "bot4.backtest._fastloop",
+        ["src/bot4/backtest/_fastloop.pyx"],
+        extra_compile_args=["-ffp-contract=off"],  # products rounded as Python rounds them
+        optional=True,
+    ),
 ]
 
 setup(

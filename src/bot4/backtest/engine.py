@@ -11,15 +11,21 @@ Per bar, in time order across symbols:
 
 The loop is lean on purpose (numbers in local variables, bars read in chunks from the
 column arrays, no objects per bar), so a million bars run in seconds and memory stays
-flat; see ``benchmarks/backtest.py``.
+flat; see ``benchmarks/backtest.py``.  Its compiled translation,
+``bot4.backtest._fastloop.BarLoop`` (Cython, built by ``pip install -e .``), runs it
+where it is built; the pure-Python loop below is the reference it is tested against
+(``tests/test_backtest_compiled.py``) and the fallback (not built, ``BOT4_PURE_SIM=1``,
+or columns that are not float64/int64).
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -37,6 +43,7 @@ from bot4.data.bars import BarSeries
 from bot4.oms.manager import OrderManager
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
+from bot4.sim._compiled import FORCE_PURE
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.indicators import BatchIndicator
@@ -44,6 +51,20 @@ from bot4.strategy.positions import position_changed
 
 GC_THRESHOLD0 = 10_000  # container allocations between young collections
 CHUNK = 1 << 16
+
+
+def _compiled_loop() -> ModuleType | None:
+    """``bot4.backtest._fastloop`` if it is built and ``BOT4_PURE_SIM`` does not switch
+    the compiled code off (the same switch as the simulator's, ``bot4.sim._compiled``)."""
+    if FORCE_PURE:
+        return None
+    try:
+        return importlib.import_module("bot4.backtest._fastloop")
+    except ImportError:
+        return None
+
+
+_fastloop = _compiled_loop()
 
 
 def default_instrument(symbol: str, series: BarSeries, quote: str = "USDT") -> Instrument:
@@ -176,6 +197,20 @@ class Backtest:
         venue_bar = venue.on_bar
         money = float(10**18)
         last_equity = 0.0
+        loop = None
+        if _fastloop is not None and all(_typed_columns(s) for s in series):
+            loop = _fastloop.BarLoop(
+                clock,
+                reach,
+                venue_bar,
+                update_price,
+                on_bar,
+                risk,
+                strategy,
+                timers,
+                _fire_timers,
+                equity,
+            )
         for chunk_start in range(0, n_total, CHUNK):
             if order is None:  # one series: the chunk is a run of its bars
                 runs = [(0, chunk_start, min(chunk_start + CHUNK, n_total))]
@@ -187,7 +222,30 @@ class Backtest:
                 interval = s.interval_ns
                 bar = bars[sym]
                 updates = indicators[sym]
-                advances = [(ind, _batch_values(ind, s.close, i0, i1)) for ind in precomputed[sym]]
+                closes_ts = s.ts_ns[i0:i1] + interval  # each point is stamped at its close
+                equity_ts[done : done + i1 - i0] = closes_ts
+                batch = [(ind, _batch_array(ind, s.close, i0, i1)) for ind in precomputed[sym]]
+                if loop is not None and all(a.dtype == np.float64 for _, a in batch):
+                    # The same loop, compiled (bot4.backtest._fastloop).
+                    loop.last_equity = last_equity
+                    done = loop.run(
+                        sym,
+                        bar,
+                        updates,
+                        batch,
+                        s.ts_ns[i0:i1],
+                        s.open[i0:i1],
+                        s.high[i0:i1],
+                        s.low[i0:i1],
+                        s.close[i0:i1],
+                        s.volume[i0:i1],
+                        np.rint(s.close[i0:i1] * SCALE).astype(np.int64),
+                        closes_ts,
+                        done,
+                    )
+                    last_equity = loop.last_equity
+                    continue
+                advances = [(ind, a.tolist()) for ind, a in batch]
                 ts_l = s.ts_ns[i0:i1].tolist()
                 o_l = s.open[i0:i1].tolist()
                 h_l = s.high[i0:i1].tolist()
@@ -195,8 +253,6 @@ class Backtest:
                 c_l = s.close[i0:i1].tolist()
                 v_l = s.volume[i0:i1].tolist()
                 c_raw = np.rint(s.close[i0:i1] * SCALE).astype(np.int64).tolist()
-                closes_ts = s.ts_ns[i0:i1] + interval  # each point is stamped at its close
-                equity_ts[done : done + i1 - i0] = closes_ts
                 close_l = closes_ts.tolist()
                 for k in range(i1 - i0):
                     ts = ts_l[k]
@@ -315,13 +371,21 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(s[a]), int(b[a]), int(b[z - 1]) + 1) for a, z in zip(starts, stops, strict=True)]
 
 
-def _batch_values(
+def _batch_array(
     ind: BatchIndicator, closes: NDArray[np.float64], i0: int, i1: int
-) -> list[float]:
+) -> NDArray[np.float64]:
     """The indicator's values for bars i0..i1-1, from the chunk and the inputs before it
     that its values still depend on (chunk by chunk: no series-long temporaries)."""
     start = max(0, i0 - ind.lookback)
-    return ind.batch(closes[start:i1])[i0 - start :].tolist()  # type: ignore[no-any-return]
+    return ind.batch(closes[start:i1])[i0 - start :]
+
+
+def _typed_columns(s: BarSeries) -> bool:
+    """Whether the compiled loop reads this series exactly as the pure loop's
+    ``tolist()`` does: int64 times, float64 prices and volumes (anything else -- a
+    column of Python-int-valued dtype, float32 -- runs the pure loop)."""
+    floats = (s.open, s.high, s.low, s.close, s.volume)
+    return s.ts_ns.dtype == np.int64 and all(a.dtype == np.float64 for a in floats)
 
 
 def _fire_timers(timers: list[list[Any]], now: int, strategy: Strategy) -> None:
