@@ -63,10 +63,10 @@ class _CountingLoop:
     def last_equity(self, value: float) -> None:
         self.inner.last_equity = value
 
-    def run(self, *args: Any) -> int:
-        self.runs += 1
-        self.bars += len(args[4])
-        return int(self.inner.run(*args))
+    def run(self, runs: list[tuple[int, int, int]], chunks: list[Any], done: int) -> int:
+        self.runs += len(runs)
+        self.bars += sum(i1 - i0 for _, i0, i1 in runs)
+        return int(self.inner.run(runs, chunks, done))
 
 
 _REAL = engine._fastloop
@@ -91,6 +91,7 @@ def _both(run: Callable[[], BacktestResult]) -> tuple[BacktestResult, BacktestRe
 
     class Spy:
         BarLoop = _CountingLoop
+        Chunk = _REAL.Chunk
 
     engine._fastloop = Spy  # type: ignore[assignment]
     try:

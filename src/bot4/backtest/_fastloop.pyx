@@ -212,13 +212,95 @@ def reaches(tuple working, double h_r, double lo_r) -> bool:
 
 
 # -- the loop -------------------------------------------------------------------------------
+cdef class Chunk:
+    """One symbol's columns over a span of bars (a chunk of the engine's loop), with
+    what its bars need besides: the exact raw closes (``np.rint(close * SCALE)`` as
+    int64, computed by the engine as the pure loop does), the close times, and the
+    values of its batch indicators over the same span.  Runs of bars index into it, so
+    a run of one bar (symbols alternating) costs no new arrays."""
+
+    cdef str sym
+    cdef object bar
+    cdef list updates, inds, keep
+    cdef const int64_t[:] ts, c_raw, close_ts
+    cdef const double[:] o, h, lo, c, v
+    cdef const char** adv_data
+    cdef Py_ssize_t* adv_stride
+    cdef Py_ssize_t n_adv, n
+    cdef readonly Py_ssize_t start  # the span's first bar in the series
+    cdef bint bar_fast, adv_fast
+
+    def __cinit__(self) -> None:
+        self.adv_data = NULL
+        self.adv_stride = NULL
+
+    def __init__(
+        self,
+        str sym,
+        object bar,
+        list updates,
+        list advances,
+        Py_ssize_t start,
+        const int64_t[:] ts,
+        const double[:] o,
+        const double[:] h,
+        const double[:] lo,
+        const double[:] c,
+        const double[:] v,
+        const int64_t[:] c_raw,
+        const int64_t[:] close_ts,
+    ) -> None:
+        cdef Py_ssize_t n = ts.shape[0], j
+        cdef const double[:] view
+        if (
+            o.shape[0] != n or h.shape[0] != n or lo.shape[0] != n or c.shape[0] != n
+            or v.shape[0] != n or c_raw.shape[0] != n or close_ts.shape[0] != n
+        ):
+            raise ValueError("columns of different lengths")
+        self.sym, self.bar, self.updates, self.start, self.n = sym, bar, updates, start, n
+        self.ts, self.o, self.h, self.lo, self.c, self.v = ts, o, h, lo, c, v
+        self.c_raw, self.close_ts = c_raw, close_ts
+        self.bar_fast = type(bar) is _Bar and _B_TS >= 0 and _B_OPEN >= 0 and (
+            _B_HIGH >= 0 and _B_LOW >= 0 and _B_CLOSE >= 0 and _B_VOLUME >= 0
+        )
+        self.inds = []
+        self.keep = []  # the indicator values' buffers, alive while their pointers are
+        self.adv_fast = True
+        for ind, vals in advances:
+            view = vals
+            if view.shape[0] != n:
+                raise ValueError("indicator values of another length")
+            self.inds.append(ind)
+            self.keep.append(view)
+            self.adv_fast = self.adv_fast and (
+                _resolves(ind, "previous", _PREV_D)
+                and _resolves(ind, "value", _VALUE_D)
+                and _resolves(ind, "count", _COUNT_D)
+            )
+        self.n_adv = len(self.inds)
+        if self.n_adv and n:
+            self.adv_data = <const char**>malloc(self.n_adv * sizeof(char*))
+            self.adv_stride = <Py_ssize_t*>malloc(self.n_adv * sizeof(Py_ssize_t))
+            if self.adv_data == NULL or self.adv_stride == NULL:
+                raise MemoryError()
+            for j in range(self.n_adv):
+                view = self.keep[j]
+                self.adv_data[j] = <const char*>&view[0]
+                self.adv_stride[j] = view.strides[0]
+
+    def __dealloc__(self) -> None:
+        free(self.adv_data)
+        free(self.adv_stride)
+
+
 cdef class BarLoop:
     """The objects of one backtest run that every bar touches, bound once; ``run``
-    works one run of consecutive bars of one symbol (a chunk of the engine's loop)."""
+    works the runs of consecutive bars of one chunk of the engine's loop."""
 
     cdef object clock, reach, venue_bar, update_price, on_bar, risk, fire_timers, strategy
     cdef list timers
     cdef double[:] equity
+    cdef int64_t[:] equity_ts
     cdef bint clock_fast
     cdef public double last_equity
 
@@ -234,7 +316,10 @@ cdef class BarLoop:
         timers: list,
         fire_timers: object,
         double[:] equity,
+        int64_t[:] equity_ts,
     ) -> None:
+        if equity_ts.shape[0] != equity.shape[0]:
+            raise ValueError("equity and its times of different lengths")
         self.clock = clock
         self.reach = reach
         self.venue_bar = venue_bar
@@ -245,82 +330,53 @@ cdef class BarLoop:
         self.timers = timers
         self.fire_timers = fire_timers
         self.equity = equity
+        self.equity_ts = equity_ts
         self.clock_fast = type(clock) is _TestClock and _NOW >= 0
         self.last_equity = 0.0
 
-    def run(
-        self,
-        str sym,
-        object bar,
-        list updates,
-        list advances,
-        const int64_t[:] ts,
-        const double[:] o,
-        const double[:] h,
-        const double[:] lo,
-        const double[:] c,
-        const double[:] v,
-        const int64_t[:] c_raw,
-        const int64_t[:] close_ts,
-        Py_ssize_t done,
-    ) -> int:
-        """Bars ``0 .. len(ts) - 1`` of the given columns (one symbol's consecutive
-        bars), their equity points written from ``done`` on; returns the new ``done``.
-        ``advances`` holds (indicator, float64 values of these bars) pairs."""
-        cdef Py_ssize_t n = ts.shape[0]
+    def run(self, list runs, list chunks, Py_ssize_t done) -> int:
+        """Each run ``(series index, first bar, end bar)`` in order, its bars read from
+        ``chunks[series index]``; equity points (and their times) are written from
+        ``done`` on.  Returns the new ``done``."""
+        cdef Py_ssize_t sidx, i0, i1
+        cdef Chunk ch
+        cdef object item
+        for item in runs:
+            sidx, i0, i1 = item
+            ch = chunks[sidx]
+            if i0 < ch.start or i1 > ch.start + ch.n or i0 > i1:
+                raise ValueError("a run outside its chunk")
+            if done < 0 or done + (i1 - i0) > self.equity.shape[0]:
+                raise ValueError("more bars than equity points")
+            done = self._bars(ch, i0 - ch.start, i1 - ch.start, done)
+        return done
+
+    cdef Py_ssize_t _bars(self, Chunk ch, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t done) except -1:
+        """Bars ``k0 .. k1 - 1`` of the chunk: the pure loop's body, bar by bar."""
         cdef Py_ssize_t k, j
-        cdef Py_ssize_t n_adv = len(advances)
+        cdef str sym = ch.sym
+        cdef object bar = ch.bar
+        cdef list updates = ch.updates, inds = ch.inds
+        cdef Py_ssize_t n_adv = ch.n_adv
+        cdef const char** adv_data = ch.adv_data
+        cdef Py_ssize_t* adv_stride = ch.adv_stride
+        cdef const int64_t[:] ts = ch.ts, c_raw = ch.c_raw, close_ts = ch.close_ts
+        cdef const double[:] o = ch.o, h = ch.h, lo = ch.lo, c = ch.c, v = ch.v
+        cdef bint bar_fast = ch.bar_fast, adv_fast = ch.adv_fast
         cdef object clock = self.clock, reach = self.reach, risk = self.risk
         cdef object update_price = self.update_price, on_bar = self.on_bar
         cdef object venue_bar = self.venue_bar
         cdef list timers = self.timers
         cdef double[:] equity = self.equity
+        cdef int64_t[:] equity_ts = self.equity_ts
         cdef bint clock_fast = self.clock_fast
         cdef double last_equity = self.last_equity
         cdef double h_r, lo_r, o_r
         cdef PyObject* working
-        cdef object w, ts_obj, close_obj, c_obj, update, ind, eq, value, vals, x
-        cdef bint bar_fast, adv_fast
-        cdef list inds = []
-        cdef list views = []  # keeps the indicator values' buffers alive
-        cdef const double[:] view
-        cdef const char** adv_data = NULL
-        cdef Py_ssize_t* adv_stride = NULL
+        cdef object w, ts_obj, close_obj, c_obj, update, ind, eq, value, x
 
-        if (
-            o.shape[0] < n or h.shape[0] < n or lo.shape[0] < n or c.shape[0] < n
-            or v.shape[0] < n or c_raw.shape[0] < n or close_ts.shape[0] < n
-            or done < 0 or done + n > equity.shape[0]
-        ):
-            raise ValueError("columns shorter than the run, or equity too short")
-        bar_fast = type(bar) is _Bar and _B_TS >= 0 and _B_OPEN >= 0 and _B_HIGH >= 0 and (
-            _B_LOW >= 0 and _B_CLOSE >= 0 and _B_VOLUME >= 0
-        )
-        adv_fast = True
-        for ind, vals in advances:
-            view = vals
-            if view.shape[0] < n:
-                raise ValueError("indicator values shorter than the run")
-            inds.append(ind)
-            views.append(view)
-            adv_fast = adv_fast and (
-                _resolves(ind, "previous", _PREV_D)
-                and _resolves(ind, "value", _VALUE_D)
-                and _resolves(ind, "count", _COUNT_D)
-            )
-        if n_adv:
-            adv_data = <const char**>malloc(n_adv * sizeof(char*))
-            adv_stride = <Py_ssize_t*>malloc(n_adv * sizeof(Py_ssize_t))
-            if adv_data == NULL or adv_stride == NULL:
-                free(adv_data)
-                free(adv_stride)
-                raise MemoryError()
-            for j in range(n_adv):
-                view = views[j]
-                adv_data[j] = <const char*>&view[0] if n else NULL
-                adv_stride[j] = view.strides[0]
         try:
-            for k in range(n):
+            for k in range(k0, k1):
                 ts_obj = PyLong_FromLongLong(ts[k])
                 if clock_fast:  # the bar's open (monotonic: bars are time-ordered)
                     _slot_set(clock, _NOW, ts_obj)
@@ -389,9 +445,8 @@ cdef class BarLoop:
                 else:
                     last_equity = _per_money(eq)
                 equity[done] = last_equity
+                equity_ts[done] = close_ts[k]  # each point is stamped at its close
                 done += 1
         finally:
             self.last_equity = last_equity
-            free(adv_data)
-            free(adv_stride)
         return done

@@ -197,9 +197,10 @@ class Backtest:
         venue_bar = venue.on_bar
         money = float(10**18)
         last_equity = 0.0
-        loop = None
-        if _fastloop is not None and all(_typed_columns(s) for s in series):
-            loop = _fastloop.BarLoop(
+        fast = _fastloop if all(_typed_columns(s) for s in series) else None
+        loop: Any = None
+        if fast is not None:
+            loop = fast.BarLoop(
                 clock,
                 reach,
                 venue_bar,
@@ -210,42 +211,30 @@ class Backtest:
                 timers,
                 _fire_timers,
                 equity,
+                equity_ts,
             )
         for chunk_start in range(0, n_total, CHUNK):
             if order is None:  # one series: the chunk is a run of its bars
                 runs = [(0, chunk_start, min(chunk_start + CHUNK, n_total))]
             else:
                 runs = _runs(order[chunk_start : chunk_start + CHUNK])
+            chunks = None
+            if fast is not None:
+                chunks = _chunks(fast, runs, series, bars, indicators, precomputed)
+            if chunks is not None:  # the same loop, compiled (bot4.backtest._fastloop)
+                loop.last_equity = last_equity
+                done = loop.run(runs, chunks, done)
+                last_equity = loop.last_equity
+                if progress is not None:
+                    progress(done, n_total)
+                continue
             for sidx, i0, i1 in runs:
                 s = series[sidx]
                 sym = s.symbol
                 interval = s.interval_ns
                 bar = bars[sym]
                 updates = indicators[sym]
-                closes_ts = s.ts_ns[i0:i1] + interval  # each point is stamped at its close
-                equity_ts[done : done + i1 - i0] = closes_ts
-                batch = [(ind, _batch_array(ind, s.close, i0, i1)) for ind in precomputed[sym]]
-                if loop is not None and all(a.dtype == np.float64 for _, a in batch):
-                    # The same loop, compiled (bot4.backtest._fastloop).
-                    loop.last_equity = last_equity
-                    done = loop.run(
-                        sym,
-                        bar,
-                        updates,
-                        batch,
-                        s.ts_ns[i0:i1],
-                        s.open[i0:i1],
-                        s.high[i0:i1],
-                        s.low[i0:i1],
-                        s.close[i0:i1],
-                        s.volume[i0:i1],
-                        np.rint(s.close[i0:i1] * SCALE).astype(np.int64),
-                        closes_ts,
-                        done,
-                    )
-                    last_equity = loop.last_equity
-                    continue
-                advances = [(ind, a.tolist()) for ind, a in batch]
+                advances = [(ind, _batch_values(ind, s.close, i0, i1)) for ind in precomputed[sym]]
                 ts_l = s.ts_ns[i0:i1].tolist()
                 o_l = s.open[i0:i1].tolist()
                 h_l = s.high[i0:i1].tolist()
@@ -253,6 +242,8 @@ class Backtest:
                 c_l = s.close[i0:i1].tolist()
                 v_l = s.volume[i0:i1].tolist()
                 c_raw = np.rint(s.close[i0:i1] * SCALE).astype(np.int64).tolist()
+                closes_ts = s.ts_ns[i0:i1] + interval  # each point is stamped at its close
+                equity_ts[done : done + i1 - i0] = closes_ts
                 close_l = closes_ts.tolist()
                 for k in range(i1 - i0):
                     ts = ts_l[k]
@@ -371,6 +362,12 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(s[a]), int(b[a]), int(b[z - 1]) + 1) for a, z in zip(starts, stops, strict=True)]
 
 
+def _batch_values(
+    ind: BatchIndicator, closes: NDArray[np.float64], i0: int, i1: int
+) -> list[float]:
+    return _batch_array(ind, closes, i0, i1).tolist()  # type: ignore[no-any-return]
+
+
 def _batch_array(
     ind: BatchIndicator, closes: NDArray[np.float64], i0: int, i1: int
 ) -> NDArray[np.float64]:
@@ -378,6 +375,47 @@ def _batch_array(
     that its values still depend on (chunk by chunk: no series-long temporaries)."""
     start = max(0, i0 - ind.lookback)
     return ind.batch(closes[start:i1])[i0 - start :]
+
+
+def _chunks(
+    fastloop: ModuleType,
+    runs: list[tuple[int, int, int]],
+    series: list[BarSeries],
+    bars: dict[str, Bar],
+    indicators: dict[str, list[Any]],
+    precomputed: dict[str, list[BatchIndicator]],
+) -> list[Any] | None:
+    """The compiled loop's input for one chunk: per series, its columns over the span
+    of bars the chunk's runs cover, with the raw closes, close times and batch values
+    the pure loop computes run by run (the same numbers: a batch value depends only on
+    the ``lookback`` inputs before it).  None where a batch indicator gives anything but
+    float64 values (the pure loop converts them with ``tolist``): the chunk runs pure."""
+    spans: dict[int, tuple[int, int]] = {}
+    for sidx, i0, i1 in runs:
+        a, b = spans.get(sidx, (i0, i1))
+        spans[sidx] = (min(a, i0), max(b, i1))
+    chunks: list[Any] = [None] * len(series)
+    for sidx, (a, b) in spans.items():
+        s = series[sidx]
+        batch = [(ind, _batch_array(ind, s.close, a, b)) for ind in precomputed[s.symbol]]
+        if not all(values.dtype == np.float64 for _, values in batch):
+            return None
+        chunks[sidx] = fastloop.Chunk(
+            s.symbol,
+            bars[s.symbol],
+            indicators[s.symbol],
+            batch,
+            a,
+            s.ts_ns[a:b],
+            s.open[a:b],
+            s.high[a:b],
+            s.low[a:b],
+            s.close[a:b],
+            s.volume[a:b],
+            np.rint(s.close[a:b] * SCALE).astype(np.int64),
+            s.ts_ns[a:b] + s.interval_ns,
+        )
+    return chunks
 
 
 def _typed_columns(s: BarSeries) -> bool:
