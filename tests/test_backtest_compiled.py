@@ -390,6 +390,27 @@ def test_a_bar_subclass_and_other_dtypes_take_the_generic_paths(
     _same(mixed, pure)
 
 
+class Fails(Strategy):
+    """Raises on its 1,000th bar."""
+
+    def on_start(self) -> None:
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        if self.n == 1_000:
+            raise ZeroDivisionError(f"bar {bar.ts_ns}")
+
+
+def test_an_error_in_on_bar_leaves_the_loop_as_it_is() -> None:
+    series = synthetic_bars(5_000, seed=13)
+    with pytest.raises(ZeroDivisionError) as fast:
+        Backtest(Fails, series).run()
+    with _pure(), pytest.raises(ZeroDivisionError) as pure:
+        Backtest(Fails, series).run()
+    assert str(fast.value) == str(pure.value) == f"bar {int(series.ts_ns[999])}"
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
