@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """Compiled per-bar loop of ``Backtest._run`` (see docs/backtest.md, "The compiled loop").
 
-``BarLoop.run`` is a line-for-line translation of the pure-Python loop in
+``BarLoop._bars`` is a line-for-line translation of the pure-Python loop in
 ``bot4.backtest.engine.Backtest._run``, which stays the reference (and the fallback
 where this module is not built, or ``BOT4_PURE_SIM=1``): per bar, the clock moves to
 the open, the venue works the bar if its reach says so, the clock moves to the close,
@@ -27,7 +27,10 @@ What is cheaper here, and why it is the same:
   subclass that redefines the name, a ``Bar`` without slots) goes through ``setattr``.
 * The equity point is ``int / 1e18`` exactly as Python computes it (``float.__rtruediv__``
   converts the int with ``PyLong_AsDouble``, then one C division) and is stored in the
-  float64 array without a float object.
+  float64 array without a float object (its time likewise).
+* A ``Chunk`` holds one symbol's columns over a whole chunk of the engine's loop, and
+  ``BarLoop.run`` takes the chunk's list of runs: where symbols alternate bar by bar
+  (runs of one bar), nothing is sliced or converted per run.
 """
 
 from libc.math cimport fabs, round as c_round
