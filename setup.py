@@ -1,10 +1,12 @@
-"""Builds the simulator's compiled helpers (Cython; see docs/sim.md) during
-``pip install``.  Everything else is in pyproject.toml.
+"""Builds the simulator's compiled helpers (Cython; see docs/sim.md) and the
+backtest's compiled per-bar loop (docs/backtest.md) during ``pip install``.
+Everything else is in pyproject.toml.
 
 The extensions are ``optional``: where they cannot be compiled (no C compiler), the
 install still succeeds and bot4 runs the pure-Python simulator, which is the same code
 the compiled one is tested against.  CI cannot pass that way by accident:
-``tests/test_sim_compiled.py`` fails when the compiled modules are not in use."""
+``tests/test_sim_compiled.py`` and ``tests/test_backtest_compiled.py`` fail when the
+compiled modules are not in use."""
 
 from __future__ import annotations
 
