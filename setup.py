@@ -1,25 +1,35 @@
-"""Builds the simulator's compiled helpers (Cython; see docs/sim.md) during
-``pip install``.  Everything else is in pyproject.toml.
+"""Builds bot4's compiled helpers (Cython) during ``pip install``: the simulator's book
+and matching core (docs/sim.md), the risk engine's market state (docs/risk.md) and the
+backtest's per-bar loop (docs/backtest.md).  Everything else is in pyproject.toml.
 
 The extensions are ``optional``: where they cannot be compiled (no C compiler), the
-install still succeeds and bot4 runs the pure-Python simulator, which is the same code
-the compiled one is tested against.  CI cannot pass that way by accident:
-``tests/test_sim_compiled.py`` fails when the compiled modules are not in use."""
+install still succeeds and bot4 runs the pure-Python code, which is the reference the
+compiled code is tested against (``BOT4_PURE_SIM=1`` forces it).  CI cannot pass that
+way by accident: ``tests/test_sim_compiled.py``, ``tests/test_risk_market_compiled.py``
+and ``tests/test_backtest_compiled.py`` fail when the compiled modules are not in use."""
 
 from __future__ import annotations
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# No fused multiply-adds where floats must round exactly as Python rounds them.
+EXACT_FLOATS = ["-ffp-contract=off"]
+
 EXTENSIONS = [
     Extension("bot4.sim._fastbook", ["src/bot4/sim/_fastbook.pyx"], optional=True),
     Extension("bot4.sim._fastmatch", ["src/bot4/sim/_fastmatch.pyx"], optional=True),
-    # no fused multiply-adds: the variance must round as the pure class's (docs/risk.md)
     Extension(
         "bot4.risk._fastmarket",
         ["src/bot4/risk/_fastmarket.pyx"],
         optional=True,
-        extra_compile_args=["-ffp-contract=off"],
+        extra_compile_args=EXACT_FLOATS,
+    ),
+    Extension(
+        "bot4.backtest._fastloop",
+        ["src/bot4/backtest/_fastloop.pyx"],
+        optional=True,
+        extra_compile_args=EXACT_FLOATS,
     ),
 ]
 

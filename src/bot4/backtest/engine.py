@@ -11,15 +11,21 @@ Per bar, in time order across symbols:
 
 The loop is lean on purpose (numbers in local variables, bars read in chunks from the
 column arrays, no objects per bar), so a million bars run in seconds and memory stays
-flat; see ``benchmarks/backtest.py``.
+flat; see ``benchmarks/backtest.py``.  Its compiled translation,
+``bot4.backtest._fastloop.BarLoop`` (Cython, built by ``pip install -e .``), runs it
+where it is built; the pure-Python loop below is the reference it is tested against
+(``tests/test_backtest_compiled.py``) and the fallback (not built, ``BOT4_PURE_SIM=1``,
+or columns that are not float64/int64).
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -37,6 +43,7 @@ from bot4.data.bars import BarSeries
 from bot4.oms.manager import OrderManager
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
+from bot4.sim._compiled import FORCE_PURE
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.indicators import BatchIndicator
@@ -44,6 +51,20 @@ from bot4.strategy.positions import position_changed
 
 GC_THRESHOLD0 = 10_000  # container allocations between young collections
 CHUNK = 1 << 16
+
+
+def _compiled_loop() -> ModuleType | None:
+    """``bot4.backtest._fastloop`` if it is built and ``BOT4_PURE_SIM`` does not switch
+    the compiled code off (the same switch as the simulator's, ``bot4.sim._compiled``)."""
+    if FORCE_PURE:
+        return None
+    try:
+        return importlib.import_module("bot4.backtest._fastloop")
+    except ImportError:
+        return None
+
+
+_fastloop = _compiled_loop()
 
 
 def default_instrument(symbol: str, series: BarSeries, quote: str = "USDT") -> Instrument:
@@ -176,11 +197,37 @@ class Backtest:
         venue_bar = venue.on_bar
         money = float(10**18)
         last_equity = 0.0
+        fast = _fastloop if all(_typed_columns(s) for s in series) else None
+        loop: Any = None
+        if fast is not None:
+            loop = fast.BarLoop(
+                clock,
+                reach,
+                venue_bar,
+                update_price,
+                on_bar,
+                risk,
+                strategy,
+                timers,
+                _fire_timers,
+                equity,
+                equity_ts,
+            )
         for chunk_start in range(0, n_total, CHUNK):
             if order is None:  # one series: the chunk is a run of its bars
                 runs = [(0, chunk_start, min(chunk_start + CHUNK, n_total))]
             else:
                 runs = _runs(order[chunk_start : chunk_start + CHUNK])
+            chunks = None
+            if fast is not None:
+                chunks = _chunks(fast, runs, series, bars, indicators, precomputed)
+            if chunks is not None:  # the same loop, compiled (bot4.backtest._fastloop)
+                loop.last_equity = last_equity
+                done = loop.run(runs, chunks, done)
+                last_equity = loop.last_equity
+                if progress is not None:
+                    progress(done, n_total)
+                continue
             for sidx, i0, i1 in runs:
                 s = series[sidx]
                 sym = s.symbol
@@ -318,10 +365,65 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
 def _batch_values(
     ind: BatchIndicator, closes: NDArray[np.float64], i0: int, i1: int
 ) -> list[float]:
+    return _batch_array(ind, closes, i0, i1).tolist()  # type: ignore[no-any-return]
+
+
+def _batch_array(
+    ind: BatchIndicator, closes: NDArray[np.float64], i0: int, i1: int
+) -> NDArray[np.float64]:
     """The indicator's values for bars i0..i1-1, from the chunk and the inputs before it
     that its values still depend on (chunk by chunk: no series-long temporaries)."""
     start = max(0, i0 - ind.lookback)
-    return ind.batch(closes[start:i1])[i0 - start :].tolist()  # type: ignore[no-any-return]
+    return ind.batch(closes[start:i1])[i0 - start :]
+
+
+def _chunks(
+    fastloop: ModuleType,
+    runs: list[tuple[int, int, int]],
+    series: list[BarSeries],
+    bars: dict[str, Bar],
+    indicators: dict[str, list[Any]],
+    precomputed: dict[str, list[BatchIndicator]],
+) -> list[Any] | None:
+    """The compiled loop's input for one chunk: per series, its columns over the span
+    of bars the chunk's runs cover, with the raw closes, close times and batch values
+    the pure loop computes run by run (the same numbers: a batch value depends only on
+    the ``lookback`` inputs before it).  None where a batch indicator gives anything but
+    float64 values (the pure loop converts them with ``tolist``): the chunk runs pure."""
+    spans: dict[int, tuple[int, int]] = {}
+    for sidx, i0, i1 in runs:
+        a, b = spans.get(sidx, (i0, i1))
+        spans[sidx] = (min(a, i0), max(b, i1))
+    chunks: list[Any] = [None] * len(series)
+    for sidx, (a, b) in spans.items():
+        s = series[sidx]
+        batch = [(ind, _batch_array(ind, s.close, a, b)) for ind in precomputed[s.symbol]]
+        if not all(values.dtype == np.float64 for _, values in batch):
+            return None
+        chunks[sidx] = fastloop.Chunk(
+            s.symbol,
+            bars[s.symbol],
+            indicators[s.symbol],
+            batch,
+            a,
+            s.ts_ns[a:b],
+            s.open[a:b],
+            s.high[a:b],
+            s.low[a:b],
+            s.close[a:b],
+            s.volume[a:b],
+            np.rint(s.close[a:b] * SCALE).astype(np.int64),
+            s.ts_ns[a:b] + s.interval_ns,
+        )
+    return chunks
+
+
+def _typed_columns(s: BarSeries) -> bool:
+    """Whether the compiled loop reads this series exactly as the pure loop's
+    ``tolist()`` does: int64 times, float64 prices and volumes (anything else -- a
+    column of Python-int-valued dtype, float32 -- runs the pure loop)."""
+    floats = (s.open, s.high, s.low, s.close, s.volume)
+    return s.ts_ns.dtype == np.int64 and all(a.dtype == np.float64 for a in floats)
 
 
 def _fire_timers(timers: list[list[Any]], now: int, strategy: Strategy) -> None:
