@@ -3,9 +3,12 @@ and comes back only by an explicit reset (at once, or staged)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderStatus, OrderType
@@ -167,3 +170,29 @@ def test_trip_survives_replay(clock: TestClock) -> None:
     risk, events = setup(clock)
     risk.kill_switch.trigger()
     assert replay(events, [btcusdt()]).trading_state == "HALTED"
+
+
+@given(
+    peak=st.integers(min_value=0, max_value=10**30),
+    start=st.integers(min_value=-(10**6), max_value=10**30),
+    equity=st.integers(min_value=-(10**30), max_value=10**30),
+    dd=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
+    daily=st.decimals(min_value=Decimal("0.0001"), max_value=1, places=4),
+)
+def test_the_equity_floor_is_exactly_the_loss_limits(
+    peak: int, start: int, equity: int, dd: Decimal, daily: Decimal
+) -> None:
+    # The per-price fast path compares equity with one precomputed floor; it must
+    # return early exactly when the two loss-limit inequalities both hold.
+    risk, _ = setup(TestClock(T0))
+    ks = risk.kill_switch
+    ks._dd, ks._daily = dd.as_integer_ratio(), daily.as_integer_ratio()
+    ks._set_floor(peak, start)
+    (num, den), (dnum, dden) = ks._dd, ks._daily
+    safe = (peak - equity) * den < peak * num and (
+        start <= 0 or (start - equity) * dden < start * dnum
+    )
+    assert (equity > ks._floor) == safe
+    for e in (ks._floor, ks._floor + 1):  # the boundary itself
+        safe = (peak - e) * den < peak * num and (start <= 0 or (start - e) * dden < start * dnum)
+        assert (e > ks._floor) == safe

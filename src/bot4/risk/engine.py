@@ -83,6 +83,10 @@ class RiskEngine:
         self._symbol_figures: dict[str, tuple[float | None, float, float, float]] = {}
         self.day = -1
         self.day_start_equity = 0
+        # The current day as [start, end) in ns: a comparison per price instead of a
+        # division of a 61-bit timestamp (empty until the first roll).
+        self._day_lo = 0
+        self._day_hi = 0
         self.denied = 0
         # How to value each asset: the instrument that quotes it in the quote currency.
         self._symbol_of = {
@@ -219,9 +223,14 @@ class RiskEngine:
 
     def roll_day(self, now: int, equity: int) -> None:
         day = now // DAY_NS
+        self._day_lo, self._day_hi = day * DAY_NS, (day + 1) * DAY_NS
         if day != self.day:
             self.day = day
             self.day_start_equity = equity
+
+    def in_day(self, now: int) -> bool:
+        """Whether ``now`` falls in the day ``roll_day`` last rolled to."""
+        return self._day_lo <= now < self._day_hi
 
     # -- the gateway --------------------------------------------------------------------
     def submit(self, request: AnyOrderRequest, ts: int | None = None) -> Order:
@@ -421,7 +430,7 @@ class RiskEngine:
                 R.LEVERAGE_EXCEEDS_MAX,
                 f"gross exposure {gross / equity:.3f} x equity (max {num}/{den})",
             )
-        if now // DAY_NS != self.day:
+        if not self._day_lo <= now < self._day_hi:
             self.roll_day(now, equity)
         num, den = self._daily_frac
         start = self.day_start_equity

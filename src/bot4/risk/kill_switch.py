@@ -42,6 +42,9 @@ class KillSwitch:
         self._dd = config.max_drawdown_pct.as_integer_ratio()
         self._daily = config.daily_loss_pct.as_integer_ratio()
         self.peak_equity = 0
+        self._floor = 0  # see _set_floor
+        self._floor_peak: int | None = None
+        self._floor_start: int | None = None
         self.connected = True
         self.trips: list[tuple[int, str, str]] = []  # (ts, condition, detail)
         self.reset_at: int | None = None
@@ -58,6 +61,19 @@ class KillSwitch:
             clock=engine.clock,
             on_state_change=self._on_breaker,
         )
+
+    def _set_floor(self, peak: int, start: int) -> None:
+        """The highest equity at which a loss limit holds, for this peak and day start:
+        ``(peak - e) * den >= peak * num`` exactly when ``e <= peak * (den - num) // den``
+        (den > 0, e an integer), likewise for the daily loss while ``start > 0``.  The
+        per-price test is then one comparison instead of four products of ~90-bit
+        integers; it is recomputed only when the peak or the day's start moves."""
+        num, den = self._dd
+        floor = peak * (den - num) // den
+        if start > 0:
+            dnum, dden = self._daily
+            floor = max(floor, start * (dden - dnum) // dden)
+        self._floor, self._floor_peak, self._floor_start = floor, peak, start
 
     @property
     def tripped(self) -> bool:
@@ -126,16 +142,14 @@ class KillSwitch:
             if equity is not None:
                 if equity > self.peak_equity:
                     self.peak_equity = equity
-                if now // DAY_NS != eng.day:
+                if not eng._day_lo <= now < eng._day_hi:
                     eng.roll_day(now, equity)
                 peak = self.peak_equity
-                num, den = self._dd
                 start = eng.day_start_equity
-                dnum, dden = self._daily
-                if (peak - equity) * den < peak * num and (
-                    start <= 0 or (start - equity) * dden < start * dnum
-                ):
-                    return
+                if peak is not self._floor_peak or start is not self._floor_start:
+                    self._set_floor(peak, start)
+                if equity > self._floor:
+                    return  # neither loss limit can hold
         found = self.conditions(now, stale)
         if found:
             self.trip(*found[0])
