@@ -7,8 +7,11 @@ its real path -- strategy, risk engine, order manager, simulated venue -- not a
 vectorised side door.  Each engine runs in its own child process so its peak memory
 (VmHWM) is its own.
 
-    python benchmarks/backtest.py            # 1,000,000 bars + the real file
-    python benchmarks/backtest.py --quick    # 50,000 bars, a smoke run
+    python benchmarks/backtest.py            # 1,000,000 bars + the real file, 3 rounds
+    python benchmarks/backtest.py --quick    # 50,000 bars, one round: a smoke run
+
+Each round runs bot4 and then backtesting.py; the figures are the medians of the rounds
+(the machines here vary +-20 % from run to run, see ../shared/docs/peers.md).
 
 The last printed line is one JSON object.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -98,31 +102,39 @@ def run_child(engine: str, bars: int, data: str | None) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def compare(label: str, bars: int, data: str | None) -> dict[str, object]:
-    bot4 = run_child("bot4", bars, data)
-    peer = run_child("peer", bars, data)
-    b_rate = bot4["bars"] / bot4["seconds"]  # type: ignore[operator]
-    p_rate = peer["bars"] / peer["seconds"]  # type: ignore[operator]
+def compare(label: str, bars: int, data: str | None, repeat: int) -> dict[str, object]:
+    """``repeat`` rounds, each running bot4 then the peer (alternating, so a noisy
+    stretch of the machine hits both); rates are medians over the rounds and the
+    speedup is the ratio of the medians (per-round ratios reported too)."""
+    rounds = [(run_child("bot4", bars, data), run_child("peer", bars, data)) for _ in range(repeat)]
+    bot4, peer = rounds[-1]
+    b_rates = [b["bars"] / b["seconds"] for b, _ in rounds]  # type: ignore[operator]
+    p_rates = [p["bars"] / p["seconds"] for _, p in rounds]  # type: ignore[operator]
+    b_rate, p_rate = statistics.median(b_rates), statistics.median(p_rates)
+    ratios = [b / p for b, p in zip(b_rates, p_rates, strict=True)]
     row = {
         "label": label,
         "bars": bot4["bars"],
         "bot4_bars_per_sec": round(b_rate),
         "peer_bars_per_sec": round(p_rate),
         "speedup": round(b_rate / p_rate, 3),
-        "same_trades": bot4["trades"] == peer["trades"],
-        "same_equity": bot4["equity"] == peer["equity"],
+        "speedup_per_round": [round(r, 3) for r in ratios],
+        "rounds": repeat,
+        "same_trades": all(b["trades"] == p["trades"] for b, p in rounds),
+        "same_equity": all(b["equity"] == p["equity"] for b, p in rounds),
         "bot4_trades": bot4["trades"],
         "peer_trades": peer["trades"],
         "bot4_equity": bot4["equity"],
         "peer_equity": peer["equity"],
-        "bot4_peak_rss_mb": bot4["peak_rss_mb"],
-        "peer_peak_rss_mb": peer["peak_rss_mb"],
+        "bot4_peak_rss_mb": max(b["peak_rss_mb"] for b, _ in rounds),  # type: ignore[type-var]
+        "peer_peak_rss_mb": max(p["peak_rss_mb"] for _, p in rounds),  # type: ignore[type-var]
     }
     print(
         f"{label:<28} bot4 {b_rate:>10,.0f} bars/s  backtesting.py {p_rate:>10,.0f} bars/s  "
-        f"x{b_rate / p_rate:.2f}  trades {bot4['trades']}/{peer['trades']}  "
+        f"x{b_rate / p_rate:.2f} (rounds {min(ratios):.2f}-{max(ratios):.2f})  "
+        f"trades {bot4['trades']}/{peer['trades']}  "
         f"equity {bot4['equity']}/{peer['equity']}  "
-        f"RSS {bot4['peak_rss_mb']}/{peer['peak_rss_mb']} MB"
+        f"RSS {row['bot4_peak_rss_mb']}/{row['peer_peak_rss_mb']} MB"
     )
     return row
 
@@ -133,20 +145,24 @@ def main() -> int:
     parser.add_argument("--child", choices=["bot4", "peer"])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--data")
+    parser.add_argument("--repeat", type=int, help="rounds per comparison (default 3, quick 1)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.bars, args.data)))
         return 0
     n = 50_000 if args.quick else args.bars
-    synth = compare(f"synthetic {n:,} bars", n, None)
+    repeat = args.repeat or (1 if args.quick else 3)
+    synth = compare(f"synthetic {n:,} bars", n, None, repeat)
     rows = {"synthetic": synth}
     if not args.quick and REAL.exists():
-        rows["real_btc"] = compare("real BTC/USDT 1m", 0, str(REAL))
+        rows["real_btc"] = compare("real BTC/USDT 1m", 0, str(REAL), repeat)
     summary = {
         "bars": synth["bars"],
         "bot4_bars_per_sec": synth["bot4_bars_per_sec"],
         "peer_bars_per_sec": synth["peer_bars_per_sec"],
         "speedup": synth["speedup"],
+        "speedup_per_round": synth["speedup_per_round"],
+        "rounds": repeat,
         "same_trades": synth["same_trades"],
         "same_equity": synth["same_equity"],
         "peak_rss_mb": synth["bot4_peak_rss_mb"],
