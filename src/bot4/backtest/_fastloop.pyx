@@ -36,7 +36,8 @@ What is cheaper here, and why it is the same:
 from libc.math cimport fabs, round as c_round
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
-from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.ref cimport PyObject
+from bot4._slots cimport slot_get, slot_set
 
 
 cdef extern from "Python.h":
@@ -101,21 +102,6 @@ cdef bint _resolves(object obj, str name, object descr):
     return descr is not None and isinstance(obj, descr.__objclass__) and (
         getattr(type(obj), name, None) is descr
     )
-
-
-cdef inline object _slot_get(object obj, Py_ssize_t offset):
-    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
-    if value == NULL:
-        raise AttributeError(f"unset slot of {type(obj).__name__}")
-    return <object>value
-
-
-cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
-    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
-    cdef PyObject* old = slot[0]
-    Py_INCREF(value)
-    slot[0] = <PyObject*>value
-    Py_XDECREF(old)
 
 
 def slots_in_use() -> dict:
@@ -382,7 +368,7 @@ cdef class BarLoop:
             for k in range(k0, k1):
                 ts_obj = PyLong_FromLongLong(ts[k])
                 if clock_fast:  # the bar's open (monotonic: bars are time-ordered)
-                    _slot_set(clock, _NOW, ts_obj)
+                    slot_set(clock, _NOW, ts_obj)
                 else:
                     clock._now = ts_obj
                 working = PyDict_GetItemWithError(reach, sym)
@@ -401,7 +387,7 @@ cdef class BarLoop:
                         )
                 close_obj = PyLong_FromLongLong(close_ts[k])
                 if clock_fast:
-                    _slot_set(clock, _NOW, close_obj)
+                    slot_set(clock, _NOW, close_obj)
                 else:
                     clock._now = close_obj
                 update_price(sym, PyLong_FromLongLong(c_raw[k]), close_obj)
@@ -411,10 +397,10 @@ cdef class BarLoop:
                 if adv_fast:
                     for j in range(n_adv):
                         ind = inds[j]
-                        _slot_set(ind, _PREV, _slot_get(ind, _VALUE))
+                        slot_set(ind, _PREV, slot_get(ind, _VALUE))
                         x = PyFloat_FromDouble((<const double*>(adv_data[j] + k * adv_stride[j]))[0])
-                        _slot_set(ind, _VALUE, x)
-                        _slot_set(ind, _COUNT, _next_count(_slot_get(ind, _COUNT)))
+                        slot_set(ind, _VALUE, x)
+                        slot_set(ind, _COUNT, _next_count(slot_get(ind, _COUNT)))
                 else:
                     for j in range(n_adv):
                         ind = inds[j]
@@ -424,12 +410,12 @@ cdef class BarLoop:
                         )
                         ind.count += 1
                 if bar_fast:
-                    _slot_set(bar, _B_TS, ts_obj)
-                    _slot_set(bar, _B_OPEN, PyFloat_FromDouble(o[k]))
-                    _slot_set(bar, _B_HIGH, PyFloat_FromDouble(h[k]))
-                    _slot_set(bar, _B_LOW, PyFloat_FromDouble(lo[k]))
-                    _slot_set(bar, _B_CLOSE, c_obj)
-                    _slot_set(bar, _B_VOLUME, PyFloat_FromDouble(v[k]))
+                    slot_set(bar, _B_TS, ts_obj)
+                    slot_set(bar, _B_OPEN, PyFloat_FromDouble(o[k]))
+                    slot_set(bar, _B_HIGH, PyFloat_FromDouble(h[k]))
+                    slot_set(bar, _B_LOW, PyFloat_FromDouble(lo[k]))
+                    slot_set(bar, _B_CLOSE, c_obj)
+                    slot_set(bar, _B_VOLUME, PyFloat_FromDouble(v[k]))
                 else:
                     bar.ts_ns = ts_obj
                     bar.open = PyFloat_FromDouble(o[k])

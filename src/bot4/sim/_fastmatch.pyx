@@ -27,6 +27,7 @@ from cpython.dict cimport PyDict_SetItem, PyDict_DelItem
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from bot4._slots cimport slot_get, slot_set
 
 cdef extern from *:
     PyObject* _dict_setdefault "PyDict_SetDefault" (object d, object key,
@@ -133,21 +134,6 @@ cdef Py_ssize_t _FEE_CACHE = _slot_offset(_FeeSchedule, "_cache")
 cdef Py_ssize_t _FEE_UNIT = _slot_offset(_FeeSchedule, "unit")
 cdef Py_ssize_t _FEE_VOLUME = _slot_offset(_FeeSchedule, "_volume")
 cdef Py_ssize_t _FEE_VOLUME_RATES = _slot_offset(_FeeSchedule, "volume_rates")
-
-
-cdef inline object _slot_get(object obj, Py_ssize_t offset):
-    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
-    if value == NULL:
-        raise AttributeError(f"unset slot of {type(obj).__name__}")
-    return <object>value
-
-
-cdef inline void _slot_set(object obj, Py_ssize_t offset, object value) noexcept:
-    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
-    cdef PyObject* old = slot[0]
-    Py_INCREF(value)
-    slot[0] = <PyObject*>value
-    Py_XDECREF(old)
 
 
 cdef extern from *:
@@ -396,7 +382,7 @@ cdef inline int _short(object bal, object need) except -1:
 cdef inline object _free(object bal):
     """``bal.free``."""
     if type(bal) is _Balance:
-        return _slot_get(bal, _FREE)
+        return slot_get(bal, _FREE)
     return bal.free
 
 
@@ -409,9 +395,9 @@ cdef inline int _move(object bal, object d_free, object d_locked) except -1:
             (<SimBalance>bal).add_locked(d_locked)
     elif type(bal) is _Balance:
         if _nz(d_free):
-            _slot_set(bal, _FREE, _slot_get(bal, _FREE) + d_free)
+            slot_set(bal, _FREE, slot_get(bal, _FREE) + d_free)
         if _nz(d_locked):
-            _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + d_locked)
+            slot_set(bal, _LOCKED, slot_get(bal, _LOCKED) + d_locked)
     else:
         if d_free:
             bal.free = bal.free + d_free
@@ -430,9 +416,9 @@ cdef inline int _sub(object bal, object d_free, object d_locked) except -1:
             (<SimBalance>bal).sub_locked(d_locked)
     elif type(bal) is _Balance:
         if _nz(d_free):
-            _slot_set(bal, _FREE, _slot_get(bal, _FREE) - d_free)
+            slot_set(bal, _FREE, slot_get(bal, _FREE) - d_free)
         if _nz(d_locked):
-            _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) - d_locked)
+            slot_set(bal, _LOCKED, slot_get(bal, _LOCKED) - d_locked)
     else:
         if d_free:
             bal.free = bal.free - d_free
@@ -458,8 +444,8 @@ cdef inline int _lock(object bal, object money) except -1:
         (<SimBalance>bal).add_locked(money)
         return 0
     if type(bal) is _Balance and _nz(money):
-        _slot_set(bal, _FREE, _slot_get(bal, _FREE) - money)
-        _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) + money)
+        slot_set(bal, _FREE, slot_get(bal, _FREE) - money)
+        slot_set(bal, _LOCKED, slot_get(bal, _LOCKED) + money)
         return 0
     return _move(bal, -money, money)
 
@@ -471,8 +457,8 @@ cdef inline int _unlock(object bal, object money) except -1:
         (<SimBalance>bal).sub_locked(money)
         return 0
     if type(bal) is _Balance and _nz(money):
-        _slot_set(bal, _FREE, _slot_get(bal, _FREE) + money)
-        _slot_set(bal, _LOCKED, _slot_get(bal, _LOCKED) - money)
+        slot_set(bal, _FREE, slot_get(bal, _FREE) + money)
+        slot_set(bal, _LOCKED, slot_get(bal, _LOCKED) - money)
         return 0
     return _move(bal, money, -money)
 
@@ -495,7 +481,7 @@ cdef int _unlock_c(object bal, i128 money) except -1:
 cdef inline object _now(object clock):
     """``clock.now_ns()``; a ``TestClock``'s time read from its slot."""
     if type(clock) is _TestClock:
-        return _slot_get(clock, _NOW)
+        return slot_get(clock, _NOW)
     return clock.now_ns()
 
 
@@ -918,7 +904,7 @@ cdef class FastEngine:
 
         # -- funds
         account_obj = acct.account
-        balances = _slot_get(account_obj, _BALANCES) if (
+        balances = slot_get(account_obj, _BALANCES) if (
             type(account_obj) is _SimAccount or type(account_obj) is _Account
         ) else account_obj.balances
         # the (base, quote) pair the account keeps for this symbol holds the very
@@ -1224,12 +1210,12 @@ cdef class FastEngine:
         cdef PyObject* found
         cdef tuple rates
         if plain:  # FeeSchedule.rates' cache hit, inlined
-            found = _dict_get(<dict>_slot_get(fees, _FEE_CACHE), account)
+            found = _dict_get(<dict>slot_get(fees, _FEE_CACHE), account)
             if found != NULL and (<tuple>found)[0] == day:
                 rates = <tuple>(<tuple>found)[1]
             else:
                 rates = fees.rates(account, day)
-            unit = _slot_get(fees, _FEE_UNIT)
+            unit = slot_get(fees, _FEE_UNIT)
         else:
             rates = fees.rates(account, day)
             unit = fees.unit
@@ -1272,10 +1258,10 @@ cdef class FastEngine:
             collected = self.fees_collected
             found = _dict_get(collected, fee_asset)
             PyDict_SetItem(collected, fee_asset, fee if found == NULL else <object>found + fee)
-        if plain and _slot_get(fees, _FEE_VOLUME_RATES) is None:  # FeeSchedule.record
+        if plain and slot_get(fees, _FEE_VOLUME_RATES) is None:  # FeeSchedule.record
             # inlined; its back-dating check cannot fire here: the rates lookup above
             # left (day, rates) in the cache for this account
-            volume = <dict>_slot_get(fees, _FEE_VOLUME)
+            volume = <dict>slot_get(fees, _FEE_VOLUME)
             found = _dict_get(volume, account)
             if found == NULL:
                 days = {}
