@@ -21,7 +21,6 @@ or columns that are not float64/int64).
 from __future__ import annotations
 
 import gc
-import importlib
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -43,7 +42,7 @@ from bot4.data.bars import BarSeries
 from bot4.oms.manager import OrderManager
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
-from bot4.sim._compiled import FORCE_PURE
+from bot4.sim._compiled import compiled
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.indicators import BatchIndicator
@@ -53,18 +52,9 @@ GC_THRESHOLD0 = 100_000  # container allocations between young collections
 CHUNK = 1 << 16
 
 
-def _compiled_loop() -> ModuleType | None:
-    """``bot4.backtest._fastloop`` if it is built and ``BOT4_PURE_SIM`` does not switch
-    the compiled code off (the same switch as the simulator's, ``bot4.sim._compiled``)."""
-    if FORCE_PURE:
-        return None
-    try:
-        return importlib.import_module("bot4.backtest._fastloop")
-    except ImportError:
-        return None
-
-
-_fastloop = _compiled_loop()
+# The compiled loop if it is built and ``BOT4_PURE_SIM`` does not switch compiled code
+# off (the simulator's switch, ``bot4.sim._compiled``).
+_fastloop = compiled("_fastloop", "bot4.backtest")
 
 
 def default_instrument(symbol: str, series: BarSeries, quote: str = "USDT") -> Instrument:
