@@ -129,7 +129,11 @@ class TradingState:
 
     # -- the fold -----------------------------------------------------------------------
     def apply(self, event: Event) -> None:
-        """Fold one event; raises (changing nothing) if it is out of sequence or illegal."""
+        """Fold one event; raises (changing nothing) if it is out of sequence or illegal.
+
+        This is the reference.  Where ``bot4.oms._fastfold`` is built, ``apply`` is its
+        compiled ``fold`` (the same checks and changes, tested against this code) and
+        this method stays available as ``apply_py``; see docs/core.md."""
         if event.seq != self.last_seq + 1:
             raise SequenceError(self.last_seq + 1, event.seq)
         kind = event.kind
@@ -145,6 +149,8 @@ class TradingState:
         else:
             self._order_event(event, kind)
         self.last_seq = event.seq
+
+    apply_py = apply  # the pure fold, whatever ``apply`` is bound to below
 
     def replay(self, events: Iterable[Event]) -> TradingState:
         for event in events:
@@ -235,3 +241,19 @@ class TradingState:
         self.position(order.symbol).apply_fill(
             signed, fill.price_raw, fill.fee_money, fill.fee_asset, fill.fee_asset == inst.base
         )
+
+
+def _install_compiled_fold() -> bool:
+    """Bind ``TradingState.apply`` to the compiled fold where it is built (and not
+    switched off with ``BOT4_PURE_SIM=1``) and it can use every member it needs."""
+    from bot4.sim._compiled import compiled
+
+    fast = compiled("_fastfold", "bot4.oms")
+    if fast is None or not fast.install(TradingState, TradingState.apply_py):
+        return False
+    # A plain class attribute: the compiled function binds as a method.
+    setattr(TradingState, "apply", fast.fold)  # noqa: B010
+    return True
+
+
+COMPILED_FOLD = _install_compiled_fold()
