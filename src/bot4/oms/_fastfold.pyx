@@ -28,7 +28,9 @@ What is cheaper here, and why it is the same:
   are inlined, with the same operations on the same Python ints in the same order.
 """
 
-from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.ref cimport PyObject
+
+from bot4._slots cimport slot_get as _get, slot_set as _set
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_DelItem
 
 
@@ -63,21 +65,6 @@ cdef Py_ssize_t _off(object cls, str name) except -2:
     if type(descr).__name__ != "member_descriptor" or not issubclass(cls, descr.__objclass__):
         return -1
     return (<PyMemberDescrObject*>descr).d_member.offset
-
-
-cdef inline object _get(object obj, Py_ssize_t offset):
-    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
-    if value == NULL:
-        raise AttributeError(f"unset slot of {type(obj).__name__}")
-    return <object>value
-
-
-cdef inline void _set(object obj, Py_ssize_t offset, object value) noexcept:
-    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
-    cdef PyObject* old = slot[0]
-    Py_INCREF(value)
-    slot[0] = <PyObject*>value
-    Py_XDECREF(old)
 
 
 cdef object _TS = None  # TradingState, set by ``install``
