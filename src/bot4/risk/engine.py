@@ -228,10 +228,6 @@ class RiskEngine:
             self.day = day
             self.day_start_equity = equity
 
-    def in_day(self, now: int) -> bool:
-        """Whether ``now`` falls in the day ``roll_day`` last rolled to."""
-        return self._day_lo <= now < self._day_hi
-
     # -- the gateway --------------------------------------------------------------------
     def submit(self, request: AnyOrderRequest, ts: int | None = None) -> Order:
         req = request.raw()
