@@ -408,3 +408,36 @@ def test_listeners_see_their_kinds_in_subscription_order(om: OrderManager) -> No
         ("fills", "OrderFilled"),
         ("late", "OrderFilled"),
     ]
+
+
+def test_validated_fields_are_order_initialized_fields_in_order(om: OrderManager) -> None:
+    """``_validate`` returns OrderInitialized's fields after the header positionally
+    (the one-order submit builds the event from them): its field list must follow the
+    class, and a submitted order's event must carry each value under its own name."""
+    from dataclasses import fields
+
+    from bot4.core.events import OrderInitialized
+    from bot4.oms.manager import _ORDER_FIELDS
+
+    names = [f.name for f in fields(OrderInitialized)]
+    assert list(_ORDER_FIELDS) == names[3 : 3 + len(_ORDER_FIELDS)]
+    seen: list[object] = []
+    om.subscribe(seen.append, kinds=["OrderInitialized"])
+    req = OrderRequest(
+        "BTCUSDT", OrderSide.SELL, OrderType.STOP_LIMIT, Decimal("0.5"), "101",
+        trigger_price="102", time_in_force=TimeInForce.IOC, client_order_id="c-9",
+    )  # fmt: skip
+    om.deposit("BTC", "1")
+    om.submit(req)
+    (ev,) = seen
+    assert isinstance(ev, OrderInitialized)
+    assert (ev.client_order_id, ev.symbol, ev.side, ev.order_type) == (
+        "c-9", "BTCUSDT", OrderSide.SELL, OrderType.STOP_LIMIT,
+    )  # fmt: skip
+    assert (ev.quantity_raw, ev.price_raw, ev.trigger_raw) == (
+        5 * 10**8, 101 * 10**9, 102 * 10**9,
+    )  # fmt: skip
+    assert (ev.time_in_force, ev.post_only, ev.reduce_only, ev.display_qty_raw) == (
+        TimeInForce.IOC, False, False, 0,
+    )  # fmt: skip
+    assert ev.ts_event == ev.ts_recv == om.clock.now_ns()

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot4.backtest.engine import Backtest
+from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.events import (
     Event,
     OrderFilled,
@@ -33,17 +34,21 @@ from tests.session import new_session, step
 
 FOLD = TradingState.__dict__["apply"]
 PURE = TradingState.apply_py
+OPEN = TradingState.__dict__["open_order"]
+PURE_OPEN = TradingState.open_order_py
 
 
 @contextmanager
 def _pure() -> Iterator[None]:
-    """``TradingState.apply`` is the pure reference inside the block."""
-    saved = TradingState.__dict__["apply"]
+    """``TradingState.apply`` and ``open_order`` are the pure references in the block."""
+    saved = TradingState.__dict__["apply"], TradingState.__dict__["open_order"]
     setattr(TradingState, "apply", PURE)  # noqa: B010
+    setattr(TradingState, "open_order", PURE_OPEN)  # noqa: B010
     try:
         yield
     finally:
-        setattr(TradingState, "apply", saved)  # noqa: B010
+        setattr(TradingState, "apply", saved[0])  # noqa: B010
+        setattr(TradingState, "open_order", saved[1])  # noqa: B010
 
 
 def test_the_compiled_fold_is_built_and_in_use() -> None:
@@ -54,6 +59,7 @@ def test_the_compiled_fold_is_built_and_in_use() -> None:
     assert _fastfold.__file__ is not None and not _fastfold.__file__.endswith((".py", ".pyx"))
     assert state_mod.COMPILED_FOLD, "bot4.oms._fastfold is not built: run pip install -e ."
     assert FOLD is _fastfold.fold
+    assert OPEN is _fastfold.open_order
     # Every member it reads or writes by offset is still a slot, and it mirrors
     # ``Order.__init__``'s members exactly (else it must not be installed).
     assert all(_fastfold.slots_in_use().values()), _fastfold.slots_in_use()
@@ -181,3 +187,75 @@ def test_a_whole_backtest_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
         pure = run()
     assert fast == pure
     assert len(fast[1]) > 100  # type: ignore[arg-type]
+
+
+def _open_outcome(
+    open_order: Any, state: TradingState, fields: tuple[Any, ...], now: int
+) -> tuple[object, ...]:
+    before = state.snapshot()
+    pending: list[Event] = []
+    try:
+        order = open_order(state, fields, now, pending)
+    except Exception as exc:
+        assert state.snapshot() == before and pending == [], "a refused order changed state"
+        return (type(exc), str(exc), exc.args)
+    return ("ok", order.snapshot(), [(type(e), e) for e in pending], state.snapshot())
+
+
+_SIDES = st.sampled_from(list(OrderSide))
+_TYPES = st.sampled_from(list(OrderType))
+_TIFS = st.sampled_from(list(TimeInForce))
+_RAW = st.integers(0, 10**15)
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None)
+def test_open_order_builds_and_folds_what_the_reference_does(data: st.DataObject) -> None:
+    """The compiled ``open_order`` (events built slot by slot) against the pure one
+    (events built by ``__init__``, folded by ``apply_py``): the same events, order,
+    state -- or the same exception with nothing changed -- on states from random
+    sessions, for fresh, taken and unknown ids and symbols."""
+    s = new_session()
+    for _ in range(data.draw(st.integers(0, 30))):
+        step(s, data.draw)
+    taken = sorted(s.om.state.orders)
+    cid = data.draw(st.sampled_from([*taken, "new-1", "B4-x"]) if taken else st.just("new-1"))
+    symbol = data.draw(st.sampled_from(["BTCUSDT", "BTCUSDT", "ETHUSDT"]))
+    fields = (
+        cid,
+        symbol,
+        data.draw(_SIDES),
+        data.draw(_TYPES),
+        data.draw(st.integers(1, 10**12)),
+        data.draw(_RAW),
+        data.draw(_RAW),
+        data.draw(_TIFS),
+        data.draw(st.booleans()),
+        data.draw(st.booleans()),
+        data.draw(_RAW),
+    )
+    now = data.draw(st.integers(0, 2**63 - 1))
+    fast, pure = copy.deepcopy(s.om.state), copy.deepcopy(s.om.state)
+    got = _open_outcome(OPEN, fast, fields, now)
+    with _pure():
+        want = _open_outcome(PURE_OPEN, pure, fields, now)
+    assert got == want
+    assert fast.snapshot() == pure.snapshot()
+    if got[0] == "ok":
+        init, sub = (e for _, e in got[2])  # type: ignore[misc]
+        assert init == OrderInitialized(init.seq, now, now, *fields)
+        assert (init.seq, sub.seq) == (s.om.state.last_seq + 1, s.om.state.last_seq + 2)
+
+
+def test_open_order_hands_other_shapes_to_the_reference() -> None:
+    """Fields it does not build itself (a list, fewer fields, a link field given) go
+    to the pure code: the same outcome as the reference, whatever it is."""
+    ok = ("a-1", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, 10**6, 10**12, 0,
+          TimeInForce.GTC, False, False, 0)  # fmt: skip
+    for shape in (list(ok), ok[:10], (*ok, "list-1"), ok):
+        fast, pure = TradingState([btcusdt()]), TradingState([btcusdt()])
+        got = _open_outcome(OPEN, fast, shape, 7)  # type: ignore[arg-type]
+        with _pure():
+            want = _open_outcome(PURE_OPEN, pure, shape, 7)  # type: ignore[arg-type]
+        assert got == want and got[0] == "ok"
+    assert [e.kind for _, e in got[2]] == ["OrderInitialized", "OrderSubmitted"]  # type: ignore[attr-defined]

@@ -69,6 +69,7 @@ cdef Py_ssize_t _off(object cls, str name) except -2:
 
 cdef object _TS = None  # TradingState, set by ``install``
 cdef object _PURE = None  # TradingState.apply_py
+cdef object _PURE_OPEN = None  # TradingState.open_order_py
 cdef bint _READY = False
 cdef Py_ssize_t S_ACCOUNT, S_INSTRUMENTS, S_LAST_SEQ, S_OPEN, S_ORDERS, S_POSITIONS
 
@@ -139,6 +140,53 @@ cdef tuple _INIT_FIELDS = (
     "ts_event",
 )
 cdef dict _I = {n: _off(E_INIT, n) for n in _INIT_FIELDS}
+# Offsets read once per OrderInitialized (constants: a dict lookup each cost ~25 ns).
+cdef Py_ssize_t I_CID = _I["client_order_id"]
+cdef Py_ssize_t I_SYMBOL = _I["symbol"]
+cdef Py_ssize_t I_SIDE = _I["side"]
+cdef Py_ssize_t I_ORDER_TYPE = _I["order_type"]
+cdef Py_ssize_t I_QUANTITY = _I["quantity_raw"]
+cdef Py_ssize_t I_PRICE = _I["price_raw"]
+cdef Py_ssize_t I_TRIGGER = _I["trigger_raw"]
+cdef Py_ssize_t I_TIME_IN_FORCE = _I["time_in_force"]
+cdef Py_ssize_t I_POST_ONLY = _I["post_only"]
+cdef Py_ssize_t I_REDUCE_ONLY = _I["reduce_only"]
+cdef Py_ssize_t I_DISPLAY_QTY = _I["display_qty_raw"]
+cdef Py_ssize_t I_LIST_ID = _I["list_id"]
+cdef Py_ssize_t I_CONTINGENCY = _I["contingency"]
+cdef Py_ssize_t I_PARENT_ID = _I["parent_id"]
+cdef Py_ssize_t I_LINKED_IDS = _I["linked_ids"]
+cdef Py_ssize_t I_SHARES_LOCK = _I["shares_lock"]
+cdef Py_ssize_t I_OFFSET_PPM = _I["offset_ppm"]
+cdef Py_ssize_t I_TS_EVENT = _I["ts_event"]
+# ``open_order`` builds OrderInitialized and OrderSubmitted slot by slot: every field's
+# offset in declaration order, and the defaults of the fields it does not take.
+from dataclasses import fields as _dc_fields
+cdef tuple _INIT_NAMES = tuple(f.name for f in _dc_fields(E_INIT))
+cdef tuple _INIT_GIVEN = (
+    "seq", "ts_event", "ts_recv", "client_order_id", "symbol", "side", "order_type",
+    "quantity_raw", "price_raw", "trigger_raw", "time_in_force", "post_only",
+    "reduce_only", "display_qty_raw",
+)
+cdef enum:
+    N_INIT_FIELDS = 20
+    N_INIT_GIVEN = 14
+cdef Py_ssize_t _INIT_OFF[N_INIT_FIELDS]
+cdef list _INIT_DEFAULTS = [
+    f.default for f in _dc_fields(E_INIT)[N_INIT_GIVEN:]
+] if len(_INIT_NAMES) == N_INIT_FIELDS else []
+for _i, _n in enumerate(_INIT_NAMES[:N_INIT_FIELDS]):
+    _INIT_OFF[_i] = _off(E_INIT, _n)
+cdef bint _INIT_LAYOUT = (
+    len(_INIT_NAMES) == N_INIT_FIELDS
+    and _INIT_NAMES[:N_INIT_GIVEN] == _INIT_GIVEN
+    and min([_INIT_OFF[_i] for _i in range(N_INIT_FIELDS)]) >= 0
+    and all(not isinstance(d, (list, dict, set)) for d in _INIT_DEFAULTS)
+)
+cdef Py_ssize_t ES_RECV = _off(E_SUB, "ts_recv")
+cdef bint _SUB_LAYOUT = (
+    tuple(f.name for f in _dc_fields(E_SUB)) == ("seq", "ts_event", "ts_recv", "client_order_id")
+)
 cdef Py_ssize_t EF_TRADE = _off(E_FILL, "trade_id"), EF_QTY = _off(E_FILL, "qty_raw")
 cdef Py_ssize_t EF_PRICE = _off(E_FILL, "price_raw"), EF_FEE = _off(E_FILL, "fee_money")
 cdef Py_ssize_t EF_FASSET = _off(E_FILL, "fee_asset")
@@ -201,14 +249,18 @@ def slots_in_use() -> dict:
         ) >= 0,
         # ``_initialize`` sets exactly these members (``Order.__init__``'s).
         "Order.__init__": set(_ORDER_SLOTS) == _INIT_SETS,
+        # ``open_order``: OrderInitialized's fields as it expects them, all slots, and
+        # immutable defaults (shared by every event it builds); OrderSubmitted's.
+        "OrderInitialized layout": bool(_INIT_LAYOUT),
+        "OrderSubmitted layout": bool(_SUB_LAYOUT) and ES_RECV >= 0,
         "TradingState": _READY,
     }
 
 
-def install(cls: type, pure: object) -> bool:
-    """Take ``cls`` (``TradingState``) and its pure ``apply``; False (stay pure) if any
-    member this module uses is not a slot."""
-    global _TS, _PURE, _READY
+def install(cls: type, pure: object, pure_open: object) -> bool:
+    """Take ``cls`` (``TradingState``), its pure ``apply`` and ``open_order``; False
+    (stay pure) if any member this module uses is not a slot."""
+    global _TS, _PURE, _PURE_OPEN, _READY
     global S_ACCOUNT, S_INSTRUMENTS, S_LAST_SEQ, S_OPEN, S_ORDERS, S_POSITIONS
     S_ACCOUNT = _off(cls, "account")
     S_INSTRUMENTS = _off(cls, "instruments")
@@ -216,7 +268,7 @@ def install(cls: type, pure: object) -> bool:
     S_OPEN = _off(cls, "open_orders")
     S_ORDERS = _off(cls, "orders")
     S_POSITIONS = _off(cls, "positions")
-    _TS, _PURE = cls, pure
+    _TS, _PURE, _PURE_OPEN = cls, pure, pure_open
     _READY = False
     ok = min(S_ACCOUNT, S_INSTRUMENTS, S_LAST_SEQ, S_OPEN, S_ORDERS, S_POSITIONS) >= 0
     _READY = ok and all(v for k, v in slots_in_use().items() if k != "TradingState")
@@ -294,14 +346,47 @@ def fold(state, event):
     return _order_event(state, event, k)
 
 
+def open_order(state, fields, now, pending):
+    """``TradingState.open_order``: a new plain order's OrderInitialized and
+    OrderSubmitted, built slot by slot (what their ``__init__`` stores, without a Python
+    call per field), each folded, then appended to ``pending``; the order."""
+    if (
+        not _READY or type(state) is not _TS or type(fields) is not tuple
+        or len(<tuple>fields) != N_INIT_GIVEN - 3 or type(pending) is not list
+    ):
+        return _PURE_OPEN(state, fields, now, pending)
+    cdef tuple given = <tuple>fields
+    cdef Py_ssize_t i
+    ev = E_INIT.__new__(E_INIT)
+    _set(ev, _INIT_OFF[0], _get(state, S_LAST_SEQ) + 1)
+    _set(ev, _INIT_OFF[1], now)
+    _set(ev, _INIT_OFF[2], now)
+    for i in range(N_INIT_GIVEN - 3):
+        _set(ev, _INIT_OFF[3 + i], given[i])
+    for i in range(N_INIT_FIELDS - N_INIT_GIVEN):
+        _set(ev, _INIT_OFF[N_INIT_GIVEN + i], _INIT_DEFAULTS[i])
+    _initialize(state, ev)
+    (<list>pending).append(ev)
+    cid = given[0]
+    order = (<dict>_get(state, S_ORDERS))[cid]
+    sub = E_SUB.__new__(E_SUB)
+    _set(sub, E_SEQ[K_SUB], _get(state, S_LAST_SEQ) + 1)
+    _set(sub, E_TS[K_SUB], now)
+    _set(sub, ES_RECV, now)
+    _set(sub, E_CID[K_SUB], cid)
+    _order_event(state, sub, K_SUB)
+    (<list>pending).append(sub)
+    return order
+
+
 cdef object _initialize(object state, object ev):
     seq = _get(ev, EI_SEQ)
     if seq != _get(state, S_LAST_SEQ) + 1:
         return _PURE(state, ev)
     cdef dict orders = _get(state, S_ORDERS)
     cdef dict instruments = _get(state, S_INSTRUMENTS)
-    cid = _get(ev, _I["client_order_id"])
-    symbol = _get(ev, _I["symbol"])
+    cid = _get(ev, I_CID)
+    symbol = _get(ev, I_SYMBOL)
     if cid in orders or symbol not in instruments:
         return _PURE(state, ev)  # raises DuplicateClientOrderId / UnknownInstrument
     inst = instruments[symbol]
@@ -309,26 +394,26 @@ cdef object _initialize(object state, object ev):
     order = _Order.__new__(_Order)
     _set(order, O_CID, cid)
     _set(order, O_SYMBOL, symbol)
-    side = _get(ev, _I["side"])
+    side = _get(ev, I_SIDE)
     _set(order, O_SIDE, side)
-    _set(order, O_TYPE, _get(ev, _I["order_type"]))
-    qty = _get(ev, _I["quantity_raw"])
+    _set(order, O_TYPE, _get(ev, I_ORDER_TYPE))
+    qty = _get(ev, I_QUANTITY)
     _set(order, O_QTY, qty)
     _set(order, O_INITQ, qty)
-    price = _get(ev, _I["price_raw"])
+    price = _get(ev, I_PRICE)
     _set(order, O_PRICE, price)
-    _set(order, O_TRIGGER, _get(ev, _I["trigger_raw"]))
-    _set(order, O_TIF, _get(ev, _I["time_in_force"]))
-    _set(order, O_POST, _get(ev, _I["post_only"]))
-    _set(order, O_REDUCE, _get(ev, _I["reduce_only"]))
-    _set(order, O_DISPLAY, _get(ev, _I["display_qty_raw"]))
-    _set(order, O_LIST, _get(ev, _I["list_id"]))
-    _set(order, O_CONT, _get(ev, _I["contingency"]))
-    _set(order, O_PARENT, _get(ev, _I["parent_id"]))
-    _set(order, O_LINKED, _get(ev, _I["linked_ids"]))
-    shares = _get(ev, _I["shares_lock"])
+    _set(order, O_TRIGGER, _get(ev, I_TRIGGER))
+    _set(order, O_TIF, _get(ev, I_TIME_IN_FORCE))
+    _set(order, O_POST, _get(ev, I_POST_ONLY))
+    _set(order, O_REDUCE, _get(ev, I_REDUCE_ONLY))
+    _set(order, O_DISPLAY, _get(ev, I_DISPLAY_QTY))
+    _set(order, O_LIST, _get(ev, I_LIST_ID))
+    _set(order, O_CONT, _get(ev, I_CONTINGENCY))
+    _set(order, O_PARENT, _get(ev, I_PARENT_ID))
+    _set(order, O_LINKED, _get(ev, I_LINKED_IDS))
+    shares = _get(ev, I_SHARES_LOCK)
     _set(order, O_SHARES, shares)
-    _set(order, O_OFFSET, _get(ev, _I["offset_ppm"]))
+    _set(order, O_OFFSET, _get(ev, I_OFFSET_PPM))
     st = <object>_ST[S_INITIALIZED]
     _set(order, O_STATUS, st)
     _set(order, O_PREV, st)
@@ -343,7 +428,7 @@ cdef object _initialize(object state, object ev):
     _set(order, O_LASSET, "")
     _set(order, O_LUNIT, _ZERO)
     _set(order, O_TRIGGERED, False)
-    ts = _get(ev, _I["ts_event"])
+    ts = _get(ev, I_TS_EVENT)
     _set(order, O_TSINIT, ts)
     _set(order, O_TSLAST, ts)
     orders[cid] = order

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 from bot4.core.clock import Clock, LiveClock
 from bot4.core.enums import (
@@ -243,6 +243,17 @@ class OrderManager:
         **link: Any,
     ) -> dict[str, Any]:
         """Validate one request into OrderInitialized fields; raises, changes nothing."""
+        fields = self._validate(request, cid, taken, link.get("parent_id"))
+        spec = dict(zip(_ORDER_FIELDS, fields, strict=True))
+        spec.update(link)
+        return spec
+
+    def _validate(
+        self, request: AnyOrderRequest, cid: str | None, taken: AbstractSet[str], parent: Any
+    ) -> tuple[str, str, OrderSide, OrderType, int, int, int, TimeInForce, bool, bool, int]:
+        """Validate one request into OrderInitialized's fields after the header, in
+        their order (``_ORDER_FIELDS``): a plain order is built from them positionally
+        (a dict and keyword arguments per order cost ~1 µs on the live order path)."""
         req = request.raw()
         inst = self.state.instruments.get(req.symbol)
         if inst is None:
@@ -304,7 +315,7 @@ class OrderManager:
                 raise ValidationError(
                     "display_qty", "must be less than quantity", from_raw(display)
                 )
-        if req.reduce_only and not link.get("parent_id"):
+        if req.reduce_only and not parent:
             pos = self.state.positions.get(req.symbol)
             pos_qty = pos.qty_raw if pos else 0
             if pos_qty * side.sign >= 0 or qty > abs(pos_qty):
@@ -314,19 +325,18 @@ class OrderManager:
                     from_raw(qty),
                     f"position {from_raw(pos_qty)}",
                 )
-        return dict(
-            client_order_id=cid,
-            symbol=req.symbol,
-            side=side,
-            order_type=otype,
-            quantity_raw=qty,
-            price_raw=price or 0,
-            trigger_raw=trigger or 0,
-            time_in_force=tif,
-            post_only=req.post_only,
-            reduce_only=req.reduce_only,
-            display_qty_raw=display or 0,
-            **link,
+        return (
+            cid,
+            req.symbol,
+            side,
+            otype,
+            qty,
+            price or 0,
+            trigger or 0,
+            tif,
+            req.post_only,
+            req.reduce_only,
+            display or 0,
         )
 
     def _exit_spec(
@@ -393,12 +403,18 @@ class OrderManager:
         for asset, amount in need.items():
             available = self.state.account.available(asset)
             if amount > available:
-                raise InsufficientBalance(
-                    "quantity",
-                    f"needs {money_from_raw(amount)} {asset}",
-                    from_raw(spec["quantity_raw"]),
-                    f"available {money_from_raw(available)} {asset}",
-                )
+                _insufficient(amount, asset, available, spec["quantity_raw"])
+
+    def _check_funds_one(self, symbol: str, side: OrderSide, qty: int, price: int) -> None:
+        """``_check_funds`` of one plain order (no sibling, no parent)."""
+        inst = self.state.instruments[symbol]
+        if side is OrderSide.SELL:
+            asset, amount = inst.base, qty * SCALE
+        else:
+            asset, amount = inst.quote, qty * price
+        available = self.state.account.available(asset)
+        if amount > available:
+            _insufficient(amount, asset, available, qty)
 
     def _check_ts(self, ts: int | None) -> None:
         if ts is not None:
@@ -426,10 +442,17 @@ class OrderManager:
     @_step
     def submit(self, request: AnyOrderRequest, ts: int | None = None) -> Order:
         """Validate, journal and queue one order for the venue."""
-        self._check_ts(ts)
-        spec = self._build(request, None, _NO_IDS)
-        self._check_funds([spec])
-        return self._create([spec], 1)[0]
+        if ts is not None:
+            self._check_ts(ts)
+        fields = self._validate(request, None, _NO_IDS, None)
+        cid, symbol, side, _, qty, price = fields[:6]
+        self._check_funds_one(symbol, side, qty, price)
+        # ``_create`` of one order (one clock reading for both events of the call).
+        now = self.clock.now_ns()
+        self.dedup.add(cid, now)
+        order = self.state.open_order(fields, now, self._pending)
+        self.outbox.append(SubmitOrder(cid))
+        return order
 
     @_step
     def submit_oco(
@@ -683,6 +706,29 @@ class OrderManager:
 
 
 _NO_IDS: frozenset[str] = frozenset()  # no sibling ids taken yet
+# OrderInitialized's fields after the header that ``_validate`` returns, in order.
+_ORDER_FIELDS = (
+    "client_order_id",
+    "symbol",
+    "side",
+    "order_type",
+    "quantity_raw",
+    "price_raw",
+    "trigger_raw",
+    "time_in_force",
+    "post_only",
+    "reduce_only",
+    "display_qty_raw",
+)
+
+
+def _insufficient(amount: int, asset: str, available: int, qty: int) -> NoReturn:
+    raise InsufficientBalance(
+        "quantity",
+        f"needs {money_from_raw(amount)} {asset}",
+        from_raw(qty),
+        f"available {money_from_raw(available)} {asset}",
+    )
 
 
 def _ppm(value: Decimal | int | str, field: str) -> int:

@@ -18,6 +18,7 @@ position (see ``Position.apply_fill``), so a position equals the base it bought.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from bot4.core.enums import OrderSide, OrderStatus
 from bot4.core.errors import (
@@ -33,6 +34,7 @@ from bot4.core.events import (
     OrderDenied,
     OrderFilled,
     OrderInitialized,
+    OrderSubmitted,
     OrderTriggered,
     TradingStateChanged,
 )
@@ -152,6 +154,28 @@ class TradingState:
 
     apply_py = apply  # the pure fold, whatever ``apply`` is bound to below
 
+    def open_order(self, fields: tuple[Any, ...], now: int, pending: list[Event]) -> Order:
+        """A new plain order's two events, folded: ``OrderInitialized(seq, now, now,
+        *fields)`` (``fields``: its fields after the header up to ``display_qty_raw``;
+        the link fields keep their defaults), then ``OrderSubmitted``; each is appended
+        to ``pending`` once folded.  Returns the order.  Raises like ``apply`` (a
+        duplicate id, an unknown symbol), with nothing folded or appended.
+
+        The order manager's one-order submit, the order path's hottest call.  This is
+        the reference; the compiled fold's ``open_order`` (bound here where it is built,
+        this staying as ``open_order_py``) builds the events slot by slot instead of
+        through ``__init__`` -- the same objects, tested against this code."""
+        event: Event = OrderInitialized(self.last_seq + 1, now, now, *fields)
+        self.apply(event)
+        pending.append(event)
+        order = self.orders[fields[0]]
+        event = OrderSubmitted(self.last_seq + 1, now, now, fields[0])
+        self.apply(event)
+        pending.append(event)
+        return order
+
+    open_order_py = open_order
+
     def replay(self, events: Iterable[Event]) -> TradingState:
         for event in events:
             self.apply(event)
@@ -249,10 +273,13 @@ def _install_compiled_fold() -> bool:
     from bot4.sim._compiled import compiled
 
     fast = compiled("_fastfold", "bot4.oms")
-    if fast is None or not fast.install(TradingState, TradingState.apply_py):
+    if fast is None or not fast.install(
+        TradingState, TradingState.apply_py, TradingState.open_order_py
+    ):
         return False
-    # A plain class attribute: the compiled function binds as a method.
+    # Plain class attributes: the compiled functions bind as methods.
     setattr(TradingState, "apply", fast.fold)  # noqa: B010
+    setattr(TradingState, "open_order", fast.open_order)  # noqa: B010
     return True
 
 
