@@ -77,3 +77,9 @@ def test_live_loop() -> None:
     assert_positive(result, "tick_to_order_p50_us", "tick_to_order_p99_us", "orders_per_sec")
     assert result["tick_to_order_p50_us"] <= result["tick_to_order_p99_us"]  # type: ignore[operator]
     assert result["ticks"] == 2_000 and result["orders"] == 300 and result["quick"] is True
+    assert result["rounds"] == 1 and result["tick_to_order_p99_rounds_us"] == [
+        result["tick_to_order_p99_us"]
+    ]
+    assert_positive(result, "host_fixed_work_p50_us", "host_fixed_work_p99_us")
+    # the host's fixed work is calibrated to the tick-to-order median
+    assert 0.25 < result["host_fixed_work_p50_us"] / result["tick_to_order_p50_us"] < 4  # type: ignore[operator]

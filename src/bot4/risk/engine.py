@@ -216,9 +216,11 @@ class RiskEngine:
     def gross_exposure_money(self) -> int:
         if self._gross is None:
             prices = self.market.last_prices
-            self._gross = sum(
-                abs(p.qty_raw) * prices.get(s, 0) for s, p in self.state.positions.items()
-            )
+            gross = 0
+            for s, p in self.state.positions.items():  # a loop: no generator per tick
+                if p.qty_raw:
+                    gross += abs(p.qty_raw) * prices.get(s, 0)
+            self._gross = gross
         return self._gross
 
     def roll_day(self, now: int, equity: int) -> None:
