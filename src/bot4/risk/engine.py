@@ -234,7 +234,7 @@ class RiskEngine:
     def submit(self, request: AnyOrderRequest, ts: int | None = None) -> Order:
         req = request.raw()
         self._check(req, has_stop=False, n_orders=1)
-        order = self.om.submit(req, ts=ts)
+        order = self.om.submit(req, ts)
         self._submits.append(self.clock.now_ns())
         return order
 
