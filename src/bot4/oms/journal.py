@@ -307,7 +307,8 @@ class SqlJournal:
         try:
             if not wal.write(data):
                 self._make_room(wal, len(data))
-                wal.write(data)
+                if not wal.write(data):
+                    raise OSError(f"{self.wal_path}: no room for {len(data)} bytes")
         except OSError as exc:  # no room, or (durable) the msync failed: fail closed
             if self.failed is None:
                 self.failed = exc
