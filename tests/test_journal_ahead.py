@@ -144,6 +144,7 @@ def test_failed_ingestion_fails_closed_and_keeps_the_file(tmp_path: Path) -> Non
     with pytest.raises(OSError, match="journal failed"):
         journal.append(_deposit(3))
     journal._raw = None
+    journal._raw_fairy.invalidate()  # its pool would roll back the closed connection
     journal.close()
     assert wal_data(f"{db}{WAL_SUFFIX}").startswith(b"1\t")  # the file keeps both events
     with SqlJournal(url) as reader:  # the next start recovers what the file kept

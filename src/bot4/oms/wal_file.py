@@ -93,6 +93,17 @@ def empty_file(fd: int, durable: bool) -> None:
         os.fsync(fd)
 
 
+def _allocate(fd: int, size: int) -> None:
+    """Make the file ``size`` bytes, its blocks allocated (``posix_fallocate``: a full
+    disk is an ``OSError`` here, not a ``SIGBUS`` on a later store into a hole); a plain
+    ``ftruncate`` where the call does not exist (macOS)."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        fallocate(fd, 0, size)
+    elif os.fstat(fd).st_size < size:
+        os.ftruncate(fd, size)
+
+
 def _msync(mm: mmap.mmap, start: int, end: int) -> None:
     """Write ``[start, end)`` of the mapping to the disk and wait (``msync(MS_SYNC)``,
     which wants a page-aligned start)."""
@@ -127,7 +138,7 @@ class MappedWal:
         # Empty the file (its old rows are in the table; garbage of a torn append may
         # lie past the first NUL), then give it ``size`` zero bytes, allocated.
         os.ftruncate(fd, 0)
-        os.posix_fallocate(fd, 0, size)
+        _allocate(fd, size)
         if durable:
             os.fsync(fd)
         self.mm: mmap.mmap | None = _map(fd, size, 0)
@@ -177,7 +188,7 @@ class MappedWal:
         old = self.mm
         assert old is not None
         size = max(2 * self.size, -(-need // PAGE) * PAGE)
-        os.posix_fallocate(self.fd, 0, size)
+        _allocate(self.fd, size)
         if self.durable:
             os.fsync(self.fd)
         self.mm = _map(self.fd, size, self.size)
