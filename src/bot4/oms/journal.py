@@ -14,21 +14,23 @@ power loss at the cost of an fsync per commit.  The same schema runs on PostgreS
 Write-ahead file (``write_ahead=True``, SQLite files only; the live runner uses it).
 A SQLite commit costs ~20 µs at the median and 50-70 µs at the p99 on this machine, on
 the path of every order ("journaled before sent").  With a write-ahead file, an append
-is one ``os.write`` of the events as lines to ``<database>.bot4-wal`` (an ``O_APPEND``
-descriptor): when it returns, the events are in the kernel's page cache and survive the
-process being killed -- the durability class of SQLite WAL with ``synchronous=NORMAL``,
-i.e. not a power loss or a kernel crash (``durable=True`` adds an fsync per append).
-Ingestion into the SQL table runs off the order path: on the event loop every
-``flush_interval_s`` (a ``call_later`` scheduled by the first append after a flush),
-before every read of this journal, and at close; it inserts what the file holds and
-then empties the file.  Start-up recovery: whoever opens the journal and can take the
-file's lock ingests what a killed writer left (rows already in the table are skipped,
-a torn last line -- an append that never returned, so an order never sent -- is cut
-off).  The writer holds an exclusive ``flock`` on the file for its whole life, so a
-second writer is refused and a reader never ingests behind a live writer's back (its
-reads lag the writer by at most one flush interval).  A failed ingestion leaves the
-file as it is (a restart recovers it) and fails the journal closed: the next append
-raises.
+is one store of the events as a line into a shared memory mapping of
+``<database>.bot4-wal`` (``wal_file.MappedWal``: pre-sized, pre-faulted, zero past the
+write position): when it returns, the events are in the kernel's page cache and survive
+the process being killed -- the durability class of SQLite WAL with
+``synchronous=NORMAL``, i.e. not a power loss or a kernel crash (``durable=True`` adds an
+``msync`` of the written pages per append).  Ingestion into the SQL table runs off the
+order path: on the event loop every ``flush_interval_s`` (a ``call_later`` scheduled by
+the first append after a flush), before every read of this journal, at close, and in an
+append that finds the region full; it inserts what the region holds, then zeroes it and
+writes from its start again.  Start-up recovery: whoever opens the journal and can take
+the file's lock ingests what a killed writer left (rows already in the table are
+skipped; a torn last append -- one that never returned, so an order never sent -- is
+cut off at the first NUL byte or the end of the file, then back to the last newline).
+The writer holds an exclusive ``flock`` on the file for its whole life, so a second
+writer is refused and a reader never ingests behind a live writer's back (its reads lag
+the writer by at most one flush interval).  A failed ingestion leaves the file as it is
+(a restart recovers it) and fails the journal closed: the next append raises.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from bot4.core.events import Event, event_from_record
 from bot4.core.instrument import Instrument
 from bot4.oms.event_codec import payload_json, wal_line
 from bot4.oms.state import TradingState
+from bot4.oms.wal_file import DEFAULT_SIZE, MappedWal, Row, empty_file, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +95,6 @@ WAL_SUFFIX = ".bot4-wal"
 
 class JournalLocked(Exception):
     """Another live process writes this journal (it holds the write-ahead file's lock)."""
-
-
-def _wal_rows(fd: int, path: str) -> list[tuple[int, int, int, str, str]]:
-    """Every complete line of the file (from offset 0); a torn last line is cut off."""
-    size = os.fstat(fd).st_size
-    data = os.pread(fd, size, 0) if size else b""
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        log.warning("%s: dropping a torn last line (%d bytes)", path, len(data) - end)
-        os.ftruncate(fd, end)
-    rows = []
-    for line in data[:end].decode().split("\n")[:-1]:
-        for item in line.split("\x1f"):
-            seq, ts_event, ts_recv, kind, payload = item.split("\t", 4)
-            rows.append((int(seq), int(ts_event), int(ts_recv), kind, payload))
-    return rows
 
 
 def _lock(fd: int, wait_s: float) -> bool:
@@ -191,6 +178,7 @@ class SqlJournal:
         write_ahead: bool = False,
         flush_interval_s: float = 0.05,
         lock_wait_s: float = 10.0,
+        wal_size: int = DEFAULT_SIZE,
     ) -> None:
         self.url = url
         self.durable = durable
@@ -219,7 +207,8 @@ class SqlJournal:
                 self._raw.execute("PRAGMA wal_autocheckpoint=0")
                 self._checkpointer = _Checkpointer(database)
         self.wal_path: str | None = None
-        self._wal_fd: int | None = None
+        self.wal_size = wal_size  # bytes mapped; an append larger than this grows it
+        self._wal: MappedWal | None = None
         self._wal_pending = 0  # events in the file, not yet in the table
         self._flush_handle: asyncio.TimerHandle | None = None
         self.failed: BaseException | None = None
@@ -237,31 +226,33 @@ class SqlJournal:
         return int(seq)
 
     def _open_wal(self, write_ahead: bool, lock_wait_s: float) -> None:
-        """Recover what a killed writer left; keep the file (locked) if writing ahead."""
+        """Recover what a killed writer left; keep the file (locked, mapped) if writing
+        ahead, else leave it empty."""
         path = self.wal_path
         assert path is not None
         if not write_ahead and not os.path.exists(path):
             return
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             if not _lock(fd, lock_wait_s if write_ahead else 0.0):
                 if write_ahead:
                     raise JournalLocked(f"{path}: another process writes this journal")
                 os.close(fd)  # a live writer: it ingests its own file
                 return
-            self._ingest(fd)
+            self._ingest(read_rows(fd, path))
+            if write_ahead:  # from here on the mapping owns the descriptor (and the lock)
+                self._wal = MappedWal(fd, path, self.wal_size, self.durable)
+                return
+            empty_file(fd, self.durable)
         except BaseException:
             os.close(fd)
             raise
-        if write_ahead:
-            self._wal_fd = fd
-        else:
-            os.close(fd)  # closing drops the lock
+        os.close(fd)  # closing drops the lock
 
-    def _ingest(self, fd: int) -> int:
-        """Move the file's events into the table (one transaction), then empty it."""
-        rows = _wal_rows(fd, self.wal_path or "")
+    def _ingest(self, rows: list[Row]) -> int:
+        """Insert the rows the table lacks (one transaction); the number inserted.  Rows
+        up to the table's last seq are skipped: a writer killed between ingesting the
+        file and emptying it left them there."""
         raw = self._raw
         have = raw.execute("SELECT max(seq) FROM bot4_events").fetchone()[0] or 0
         new = [r for r in rows if r[0] > have]
@@ -275,10 +266,6 @@ class SqlJournal:
             except BaseException:
                 raw.rollback()
                 raise
-        os.ftruncate(fd, 0)
-        if self.durable:
-            os.fsync(fd)
-        self._wal_pending = 0
         self.flushes += 1
         return len(new)
 
@@ -287,21 +274,24 @@ class SqlJournal:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        fd = self._wal_fd
-        if fd is None or not self._wal_pending or self.failed is not None:
+        wal = self._wal
+        if wal is None or not self._wal_pending or self.failed is not None:
             return 0
         try:
-            return self._ingest(fd)
+            n = self._ingest(wal.rows())
+            wal.clear()  # only once the rows are committed
         except Exception as exc:
             self.failed = exc  # the file keeps the events; the next append raises
             log.critical("journal ingestion failed (events stay in %s): %r", self.wal_path, exc)
             return 0
+        self._wal_pending = 0
+        return n
 
     def _scheduled_flush(self) -> None:
         self._flush_handle = None
         self.flush()
 
-    def _append_ahead(self, evs: Iterable[Event]) -> None:
+    def _append_ahead(self, wal: MappedWal, evs: Iterable[Event]) -> None:
         if self.failed is not None:
             raise OSError(f"journal failed earlier: {self.failed!r}")
         expected = self._last_seq + 1
@@ -314,14 +304,15 @@ class SqlJournal:
         if not lines:
             return
         data = ("\x1f".join(lines) + "\n").encode()
-        fd = self._wal_fd
-        assert fd is not None
-        n = os.write(fd, data)
-        while n < len(data):  # a short write: rare, but the rest must follow
-            data = data[n:]
-            n = os.write(fd, data)
-        if self.durable:
-            os.fsync(fd)
+        try:
+            if not wal.write(data):
+                self._make_room(wal, len(data))
+                if not wal.write(data):
+                    raise OSError(f"{self.wal_path}: no room for {len(data)} bytes")
+        except OSError as exc:  # no room, or (durable) the msync failed: fail closed
+            if self.failed is None:
+                self.failed = exc
+            raise
         self._wal_pending += len(lines)
         self._last_seq = expected - 1
         if self._flush_handle is None:
@@ -330,6 +321,17 @@ class SqlJournal:
                 self._flush_handle = loop.call_later(self.flush_interval_s, self._scheduled_flush)
             elif self._wal_pending >= self.max_pending:  # no loop to flush on: bound the file
                 self.flush()
+
+    def _make_room(self, wal: MappedWal, need: int) -> None:
+        """The region is too full for an append of ``need`` bytes: ingest now (on the
+        order path, but only when more than ``wal_size`` bytes came within one flush
+        interval), then, for an append larger than the whole region, grow it."""
+        self.flush()
+        if self.failed is not None:
+            raise OSError(f"journal failed: {self.failed!r}")
+        if wal.pos + need > wal.size:
+            wal.grow(wal.pos + need)
+            log.warning("%s: grew the write-ahead region to %d bytes", self.wal_path, wal.size)
 
     @property
     def last_seq(self) -> int:
@@ -351,8 +353,9 @@ class SqlJournal:
 
     def append_many(self, evs: Iterable[Event]) -> None:
         """Persist events in one transaction (all or none); refuses a sequence gap."""
-        if self._wal_fd is not None:
-            self._append_ahead(evs)
+        wal = self._wal
+        if wal is not None:
+            self._append_ahead(wal, evs)
             return
         rows = []
         expected = self._last_seq + 1
@@ -425,10 +428,11 @@ class SqlJournal:
         return anomalies
 
     def close(self) -> None:
-        if self._wal_fd is not None:
+        wal = self._wal
+        if wal is not None:
             self.flush()  # a failure leaves the file for the next start's recovery
-            os.close(self._wal_fd)  # and drops the lock
-            self._wal_fd = None
+            self._wal = None  # nothing touches the mapping after this
+            wal.close(empty=self.failed is None and wal.pos == 0)  # and drops the lock
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
