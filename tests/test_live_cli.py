@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,29 @@ def _risk(tmp: Path) -> Path:
     text = (REPO / "src/bot4/risk/default_profile.toml").read_text()
     risk.write_text(text.replace("require_stop_loss = true", "require_stop_loss = false"))
     return risk
+
+
+class _Lines:
+    """The process's stdout and stderr lines as they come (a thread each), so a test can
+    wait on what it printed without the pipes filling up."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers: list[threading.Thread] = []
+        for stream, lines in ((proc.stdout, self.out), (proc.stderr, self.err)):
+            assert stream is not None
+            reader = threading.Thread(
+                target=lines.extend, args=(iter(stream.readline, ""),), daemon=True
+            )
+            reader.start()
+            self._readers.append(reader)
+
+    def joined(self) -> tuple[str, str]:
+        """Everything printed, once the process has exited (the pipes reach EOF)."""
+        for reader in self._readers:
+            reader.join(10)
+        return "".join(self.out), "".join(self.err)
 
 
 def _journal_bytes(tmp: Path) -> bytes:
@@ -62,19 +86,23 @@ def test_paper_ctrl_c_cancels_open_orders_and_never_shows_the_secret(tmp_path: P
         proc = subprocess.Popen(
             args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        printed = _Lines(proc)
         try:
-            open_at_venue: list[str] = []
 
-            def resting() -> bool:
-                open_at_venue[:] = asyncio.run(venue_account(srv.port))["open"]
-                return bool(open_at_venue)
+            def resting_and_shown() -> bool:
+                # Ctrl-C only once an order rests at the venue and a status line with
+                # the venue up was printed (the line comes every 0.5 s: waiting for the
+                # order alone raced it).
+                shown = any("venue UP | risk ACTIVE" in line for line in list(printed.err))
+                return shown and bool(asyncio.run(venue_account(srv.port))["open"])
 
-            assert wait_until(resting, 20, step=0.2), "no resting order appeared"
+            assert wait_until(resting_and_shown, 20, step=0.2), "no resting order/status"
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
+        out, err = printed.joined()
         assert proc.returncode == 0, err[-3000:]
         account = asyncio.run(venue_account(srv.port))
     assert account["open"] == [], "Ctrl-C left orders open at the venue"
