@@ -81,5 +81,7 @@ def test_live_loop() -> None:
         result["tick_to_order_p99_us"]
     ]
     assert_positive(result, "host_fixed_work_p50_us", "host_fixed_work_p99_us")
+    assert_positive(result, "tick_to_order_paced_p50_us", "host_reads_paced_p50_us")
+    assert result["paced_gap_us"] == 1000.0
     # the host's fixed work is calibrated to the tick-to-order median
     assert 0.25 < result["host_fixed_work_p50_us"] / result["tick_to_order_p50_us"] < 4  # type: ignore[operator]
