@@ -59,6 +59,21 @@ def test_well_known_floats() -> None:
     assert _on_grid(2, "qty", 1_000, False) == 2 * SCALE
     assert _on_grid(1e300, "qty", 1, False) == 10**300 * SCALE  # beyond the fast path
 
+    # Exact str and Decimal (their fast branch) and their subclasses (the general one)
+    # give the same grid values.
+    class Text(str):
+        pass
+
+    class Dec(Decimal):
+        pass
+
+    for value in ("105345.675", " 105345.675 ", "1.05345675E5"):
+        want = _on_grid(Decimal(value), "limit", 10_000_000, True)
+        assert want == 105_345_680_000_000
+        assert _on_grid(value, "limit", 10_000_000, True) == want
+        assert _on_grid(Text(value), "limit", 10_000_000, True) == want
+        assert _on_grid(Dec(value), "limit", 10_000_000, True) == want
+
 
 @pytest.mark.parametrize(
     "value, rule",
@@ -67,6 +82,8 @@ def test_well_known_floats() -> None:
         (math.inf, "must be finite"),
         (Decimal("NaN"), "must be finite"),
         ("abc", "not a number"),
+        ("NaN", "must be finite"),
+        ("-Infinity", "must be finite"),
         (True, "must be a number"),
     ],
 )

@@ -291,20 +291,28 @@ def _ratio(value: Number, field: str) -> tuple[int, int]:
     gives back ``x`` as ``r / 1e9``, the shortest repr is exactly r/1e9 (it has no more
     digits than r/1e9, so it lies on the same 1e-9 grid, and below 2**22 two points of
     that grid never round to the same float)."""
-    if isinstance(value, float):
+    dec: Decimal
+    if type(value) is Decimal:  # the exact common types first: one check each
+        dec = value
+    elif type(value) is str:
+        try:
+            dec = Decimal(value)
+        except ArithmeticError:  # decimal.InvalidOperation, as ``_dec``
+            raise ValidationError(field, "not a number", value) from None
+    elif isinstance(value, float):
         if -_FLOAT_EXACT_LIMIT < value < _FLOAT_EXACT_LIMIT:  # also False for NaN
             r = round(value * 1e9)
             if r / 1e9 == value:
                 return r, SCALE
-        value = Decimal(repr(value))
+        dec = Decimal(repr(value))
     elif isinstance(value, bool):
         raise ValidationError(field, "must be a number", value)
     elif isinstance(value, int):
         return value, 1
-    elif not isinstance(value, Decimal):
-        value = _dec(value, field)
+    else:
+        dec = _dec(value, field)
     try:
-        return value.as_integer_ratio()
+        return dec.as_integer_ratio()
     except (ValueError, OverflowError):
         raise ValidationError(field, "must be finite", value) from None
 
