@@ -127,6 +127,13 @@ cdef inline int _put_ascii(Buf* b, object s) except -1:
     return _put(b, <const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
 
 
+cdef const char* _PAIRS = (  # "00" "01" ... "99"
+    b"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    b"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    b"8081828384858687888990919293949596979899"
+)
+
+
 cdef inline int _put_int(Buf* b, object v) except -1:
     """``str(v)`` of an exact int."""
     cdef int overflow = 0
@@ -136,12 +143,21 @@ cdef inline int _put_int(Buf* b, object v) except -1:
     cdef char tmp[24]
     cdef int i = 24
     cdef unsigned long long u = (0ULL - <unsigned long long>x) if x < 0 else <unsigned long long>x
-    while True:
+    cdef unsigned int r
+    while u >= 100:  # two digits a step (a timestamp has 19)
+        r = <unsigned int>(u % 100) * 2
+        u //= 100
+        i -= 2
+        tmp[i] = _PAIRS[r]
+        tmp[i + 1] = _PAIRS[r + 1]
+    if u >= 10:
+        r = <unsigned int>u * 2
+        i -= 2
+        tmp[i] = _PAIRS[r]
+        tmp[i + 1] = _PAIRS[r + 1]
+    else:
         i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
+        tmp[i] = <char>(48 + u)
     if x < 0:
         i -= 1
         tmp[i] = 45  # "-"
@@ -235,9 +251,23 @@ cdef _Plan _make_plan(object cls, str kind, list fields, object pure_payload, ob
     return p
 
 
+def _payload_before_install(ev):
+    from bot4.oms import event_codec  # installs this module's plans, where it can
+
+    return event_codec.payload_json_py(ev)
+
+
+def _line_before_install(ev):
+    from bot4.oms import event_codec
+
+    return event_codec.wal_line_py(ev)
+
+
 cdef object _json_value = None  # event_codec._json_value
-cdef object _FALLBACK_PAYLOAD = None  # the pure dispatchers, for classes without a plan
-cdef object _FALLBACK_LINE = None
+# The pure dispatchers, for classes without a plan (this module used before
+# ``event_codec`` is imported: the reference, which that import installs).
+cdef object _FALLBACK_PAYLOAD = _payload_before_install
+cdef object _FALLBACK_LINE = _line_before_install
 cdef dict _PLANS = {}
 
 
