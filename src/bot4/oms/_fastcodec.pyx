@@ -203,15 +203,13 @@ cdef class _Plan:
     cdef Py_ssize_t mlen[MAXM]
     cdef bytes head, close
     cdef list keep  # owns everything the C arrays point into
-    cdef object pure_payload, pure_line
 
 
-cdef _Plan _make_plan(object cls, str kind, list fields, object pure_payload, object pure_line):
+cdef _Plan _make_plan(object cls, str kind, list fields):
     """None if the class cannot be encoded here (then the pure encoders serve it)."""
     cdef _Plan p = _Plan()
     cdef Py_ssize_t i, m = 0
     p.keep = []
-    p.pure_payload, p.pure_line = pure_payload, pure_line
     p.seq_off = _off(cls, "seq")
     p.tse_off = _off(cls, "ts_event")
     p.tsr_off = _off(cls, "ts_recv")
@@ -273,18 +271,20 @@ cdef dict _PLANS = {}
 
 def install(json_value: object, fallback_payload: object, fallback_line: object) -> None:
     """Take ``event_codec``'s value encoder (for "other" fields) and its pure
-    ``payload_json`` / ``wal_line`` (for classes without a plan); drop every plan."""
+    ``payload_json`` / ``wal_line``: the reference, for classes without a plan and for
+    whatever a plan does not handle (they generate a class's encoders on first use, so
+    an import does not pay for classes that never fall back); drop every plan."""
     global _json_value, _FALLBACK_PAYLOAD, _FALLBACK_LINE
     _json_value, _FALLBACK_PAYLOAD, _FALLBACK_LINE = json_value, fallback_payload, fallback_line
     _PLANS.clear()
 
 
-def add(cls: type, kind: str, fields: list, pure_payload: object, pure_line: object) -> bool:
+def add(cls: type, kind: str, fields: list) -> bool:
     """Encode events of exactly ``cls`` here; ``fields``: ``event_codec.field_plan(cls)``
     -- (name, kind, key text, enum class, {member: JSON text}) per non-header field.
     False (the pure encoders stay) if a field is not a slot of ``cls`` or the plan does
     not fit."""
-    plan = _make_plan(cls, kind, fields, pure_payload, pure_line)
+    plan = _make_plan(cls, kind, fields)
     if plan is None:
         _PLANS.pop(cls, None)
         return False
@@ -393,7 +393,7 @@ def wal_line(ev):
         return _FALLBACK_LINE(ev)
     out = _encode(<_Plan>p, ev, True)
     if out is None:
-        return (<_Plan>p).pure_line(ev)
+        return _FALLBACK_LINE(ev)
     return out
 
 
@@ -404,7 +404,7 @@ def payload_json(ev):
         return _FALLBACK_PAYLOAD(ev)
     out = _encode(<_Plan>p, ev, False)
     if out is None:
-        return (<_Plan>p).pure_payload(ev)
+        return _FALLBACK_PAYLOAD(ev)
     return out
 
 

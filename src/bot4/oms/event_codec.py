@@ -178,11 +178,7 @@ def _install_compiled() -> list[type[Event]]:
     if fast is None:
         return []
     fast.install(_json_value, payload_json_py, wal_line_py)
-    taken = [
-        cls
-        for cls in EVENT_TYPES.values()
-        if fast.add(cls, cls.kind, field_plan(cls), *_encoders(cls))
-    ]
+    taken = [cls for cls in EVENT_TYPES.values() if fast.add(cls, cls.kind, field_plan(cls))]
     if taken:
         payload_json, wal_line = fast.payload_json, fast.wal_line
     return taken
