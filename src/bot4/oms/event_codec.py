@@ -6,6 +6,14 @@ against the class's annotation, and the whole text built by one f-string.  A val
 is not of its annotated type (a bug elsewhere, a subclass) goes through the general
 definition, ``json.dumps(ev.to_payload(), separators=(",", ":"))``, so the text is that
 definition's in every case (tested on every event class); the fast path only skips work.
+
+Where the compiled encoder (``bot4.oms._fastcodec``, Cython) is built, ``wal_line`` and
+``payload_json`` are its functions: the same text from the same per-field description
+(``field_plan``) with no interpreter work per field -- the events of every order go
+through here before the order reaches the venue.  The generated encoders stay the
+reference it calls for anything it does not handle (a value off its type, a subclass),
+so the text is theirs in every case (``tests/test_codec_compiled.py``);
+``BOT4_PURE_SIM=1`` keeps the pure ones (``wal_line_py``, ``payload_json_py``).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from enum import Enum
 from json.encoder import encode_basestring_ascii
 from typing import Any, get_type_hints
 
-from bot4.core.events import Event
+from bot4.core.events import EVENT_TYPES, Event
 
 HEADER_FIELDS = frozenset({"seq", "ts_event", "ts_recv"})
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -50,13 +58,36 @@ def _literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
+FieldPlan = tuple[str, str, str, type[Enum] | None, dict[Enum, str] | None]
+
+
+def field_plan(cls: type[Event]) -> list[FieldPlan]:
+    """Per non-header field of ``cls``, in order: (name, kind, the text before its value,
+    its enum class, {member: JSON text}); kind is "int", "bool", "str", "enum" or
+    "other" (from the annotation).  Both encoders, generated and compiled, follow it."""
+    hints = get_type_hints(cls)
+    plan: list[FieldPlan] = []
+    sep = "{"
+    for f in fields(cls):
+        if f.name in HEADER_FIELDS:
+            continue
+        t = hints.get(f.name)
+        key = f"{sep}{_escape(f.name)}:"
+        sep = ","
+        if t is int or t is bool or t is str:
+            plan.append((f.name, t.__name__, key, None, None))
+        elif isinstance(t, type) and issubclass(t, Enum):
+            plan.append((f.name, "enum", key, t, {m: _encode(m.value) for m in t}))
+        else:
+            plan.append((f.name, "other", key, None, None))
+    return plan
+
+
 def compile_encoders(cls: type[Event]) -> tuple[Encoder, Encoder]:
     """(payload, write-ahead line) encoders for events of ``cls``."""
-    hints = get_type_hints(cls)
     loads: list[str] = []  # v<i> = ev.<field>
     guards: list[str] = []
     body = ""
-    sep = "{"
     scope: dict[str, Any] = {
         "escape": _escape,
         "value": _json_value,
@@ -66,32 +97,30 @@ def compile_encoders(cls: type[Event]) -> tuple[Encoder, Encoder]:
         "F": "false",
         "EMPTY": "[]",
     }
-    for i, f in enumerate(fields(cls)):
-        if f.name in HEADER_FIELDS:
-            continue
-        var, t = f"v{i}", hints.get(f.name)
-        loads.append(f"{var} = ev.{f.name}")
-        if t is int:
+    plan = field_plan(cls)
+    for i, (name, kind, key, enum_cls, texts) in enumerate(plan):
+        var = f"v{i}"
+        loads.append(f"{var} = ev.{name}")
+        if kind == "int":
             guards.append(f"type({var}) is int")
             expr = var
-        elif t is bool:
+        elif kind == "bool":
             guards.append(f"type({var}) is bool")
             expr = f"(T if {var} else F)"
-        elif t is str:
+        elif kind == "str":
             guards.append(f"type({var}) is str")
             expr = f"escape({var})"
-        elif isinstance(t, type) and issubclass(t, Enum):
-            scope[f"E{i}"] = t
-            scope[f"M{i}"] = {m: _encode(m.value) for m in t}
+        elif kind == "enum":
+            scope[f"E{i}"] = enum_cls
+            scope[f"M{i}"] = texts
             guards.append(f"type({var}) is E{i}")
             expr = f"M{i}[{var}]"
         else:
             # Anything else (a tuple of ids): the general value encoder, which handles
             # whatever it holds; the list form of an empty tuple without a call.
             expr = f"(EMPTY if {var} == () else value({var}))"
-        body += _literal(f"{sep}{_escape(f.name)}:") + "{" + expr + "}"
-        sep = ","
-    body += _literal("}" if sep == "," else "{}")
+        body += _literal(key) + "{" + expr + "}"
+    body += _literal("}" if plan else "{}")
     head = "{ev.seq}\\t{ev.ts_event}\\t{ev.ts_recv}\\t" + _literal(cls.kind) + "\\t"
     check = " and ".join(guards) or "True"
     indent = "\n    "
@@ -121,14 +150,38 @@ def _encoders(cls: type[Event]) -> tuple[Encoder, Encoder]:
     return pair
 
 
-def payload_json(ev: Event) -> str:
+def payload_json_py(ev: Event) -> str:
     """``json.dumps(ev.to_payload(), separators=(",", ":"))``, several times faster."""
     pair = _ENCODERS.get(type(ev))
     return (pair or _encoders(type(ev)))[0](ev)
 
 
-def wal_line(ev: Event) -> str:
+def wal_line_py(ev: Event) -> str:
     """seq, ts_event, ts_recv, kind, payload, tab-separated: one event of a write-ahead
     line (JSON never holds a raw tab, newline or control character)."""
     pair = _ENCODERS.get(type(ev))
     return (pair or _encoders(type(ev)))[1](ev)
+
+
+payload_json: Encoder = payload_json_py
+wal_line: Encoder = wal_line_py
+
+
+def _install_compiled() -> list[type[Event]]:
+    """Make ``payload_json`` and ``wal_line`` the compiled encoder's where it is built
+    (and not switched off with ``BOT4_PURE_SIM=1``), for every event class it can take;
+    the classes it took (none: the pure encoders are in use)."""
+    global payload_json, wal_line
+    from bot4.sim._compiled import compiled
+
+    fast = compiled("_fastcodec", "bot4.oms")
+    if fast is None:
+        return []
+    fast.install(_json_value, payload_json_py, wal_line_py)
+    taken = [cls for cls in EVENT_TYPES.values() if fast.add(cls, cls.kind, field_plan(cls))]
+    if taken:
+        payload_json, wal_line = fast.payload_json, fast.wal_line
+    return taken
+
+
+COMPILED_CLASSES = _install_compiled()
