@@ -386,26 +386,23 @@ cdef object _encode(_Plan p, object ev, bint line):
             free(b.p)
 
 
-def wal_line(ev):
-    """``event_codec.wal_line``."""
+cdef inline object _encode_or(object ev, bint line, object fallback):
+    """The compiled text, or ``fallback(ev)`` (the reference) where it does not apply."""
     cdef PyObject* p = PyDict_GetItem(_PLANS, type(ev))
     if p == NULL:
-        return _FALLBACK_LINE(ev)
-    out = _encode(<_Plan>p, ev, True)
-    if out is None:
-        return _FALLBACK_LINE(ev)
-    return out
+        return fallback(ev)
+    out = _encode(<_Plan>p, ev, line)
+    return fallback(ev) if out is None else out
+
+
+def wal_line(ev):
+    """``event_codec.wal_line``."""
+    return _encode_or(ev, True, _FALLBACK_LINE)
 
 
 def payload_json(ev):
     """``event_codec.payload_json``."""
-    cdef PyObject* p = PyDict_GetItem(_PLANS, type(ev))
-    if p == NULL:
-        return _FALLBACK_PAYLOAD(ev)
-    out = _encode(<_Plan>p, ev, False)
-    if out is None:
-        return _FALLBACK_PAYLOAD(ev)
-    return out
+    return _encode_or(ev, False, _FALLBACK_PAYLOAD)
 
 
 def line_or_none(ev):
