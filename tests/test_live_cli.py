@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,46 @@ def test_paper_ctrl_c_cancels_open_orders_and_never_shows_the_secret(tmp_path: P
     for secret in (SECRET, KEY):
         assert secret not in logs
         assert secret.encode() not in _journal_bytes(tmp_path)
+
+
+def test_a_terminal_ctrl_c_cancels_at_the_embedded_exchange(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole foreground process group.  The embedded
+    exchange of ``bot4 paper`` runs in its own session, so it outlives the signal and
+    the trader still cancels its orders there and reconciles before stopping it: its
+    saved state holds no order of the trader's."""
+    args = [
+        sys.executable, "-m", "bot4.live", "paper",
+        "--strategy", "tests.live_support:Churn",
+        "--param", "period_ms=100",
+        "--journal", str(tmp_path / "journal.db"),
+        "--risk", str(_risk(tmp_path)),
+        "--status-interval", "0.3",
+        "--summary", str(tmp_path / "summary.json"),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own group: the test plays the terminal
+    )  # fmt: skip
+    printed = _Lines(proc)
+    try:
+
+        def resting() -> bool:
+            return any(re.search(r"\| open [1-9]", line) for line in list(printed.err))
+
+        assert wait_until(resting, 30, step=0.2), "no resting order in the status line"
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _, err = printed.joined()
+    assert proc.returncode == 0, err[-3000:]
+    assert "final reconciliation failed" not in err, err[-3000:]
+    assert json.loads((tmp_path / "summary.json").read_text())["open_orders"] == []
+    saved = json.loads((tmp_path / "journal.exchange.json").read_text())
+    assert saved["orders"], "the exchange saved no book at all"
+    assert [o for o in saved["orders"] if o[1] != "__market_maker__"] == []
 
 
 def test_paper_keep_orders_leaves_them_working(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def paper_command(
             args += ["--symbols", ",".join(s.replace("/", "") for s in symbols)]
             if state is not None:
                 args += ["--state", str(state)]
-            server = ServerProcess(args).start()
+            server = ServerProcess(args, own_session=True).start()  # outlives a Ctrl-C
             creds = Credentials(key, secret)
             exchange_url = server.http
             reload = None

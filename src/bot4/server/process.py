@@ -32,9 +32,15 @@ class ServerProcess:
         start_timeout: float = 30.0,
         host: str = "127.0.0.1",
         command: Sequence[str] | None = None,
+        own_session: bool = False,
     ) -> None:
         """``command`` is what runs the server (default ``python -m bot4.server``; e.g.
-        ``["bot4", "exchange"]`` once the command is registered)."""
+        ``["bot4", "exchange"]`` once the command is registered).  ``own_session``: the
+        server runs in its own session, out of the terminal's process group, so a Ctrl-C
+        reaches only its owner -- which must then stop it (``stop``).  The paper
+        command's embedded exchange needs it: the trader's Ctrl-C cancels its open
+        orders *at that exchange* before stopping it."""
+        self.own_session = own_session
         self.args = [*args]
         self.command = [*command] if command is not None else [sys.executable, "-m", "bot4.server"]
         self.start_timeout = start_timeout
@@ -58,7 +64,12 @@ class ServerProcess:
         # stderr goes to a file: a pipe nobody reads would block the server once full
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+            start_new_session=self.own_session,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + self.start_timeout
