@@ -18,6 +18,11 @@ Measures:
   to an empty ``OrderBook`` by ``BitfinexL3Feed``, from the parsed JSON list (``json``
   parsing not timed) to the finished book, including the exact float-to-integer
   conversion and the crossed-book bookkeeping.
+* the issue's yardstick for that figure, in the same run: a plain dict-of-levels book
+  without queue priority (``plain_l3_book.py``; the issue measured it at about 3 M/s on
+  this kind of machine) on the same parsed messages, alternated with bot4's feed
+  repeat by repeat.  ``l3_vs_plain_reference`` is the ratio that holds when the
+  machine's speed moves (+-20 % between runs here); it must end in bot4's final book.
 
 Both run the compiled simulator core where it is built (``pip install -e .``) and the
 pure-Python one otherwise; ``BOT4_PURE_SIM=1 python benchmarks/matching.py`` measures
@@ -40,19 +45,21 @@ import random
 import statistics
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.instrument import Instrument
-from bot4.core.numbers import SCALE
+from bot4.core.numbers import PRECISION, SCALE
 from bot4.sim._compiled import compiled
 from bot4.sim.fees import FeeSchedule
 from bot4.sim.l3_feed import BitfinexL3Feed, load_bitfinex_raw
 from bot4.sim.matching import MatchingEngine
 from bot4.sim.matching_types import NewOrder
 from common import report
+from plain_l3_book import apply_plain, final_book
 
 T0 = 1_747_699_200 * 10**9
 SYMBOL = "BTCUSDT"
@@ -202,6 +209,26 @@ def bench_l3(messages: list[Any]) -> tuple[float, BitfinexL3Feed]:
     return len(messages) / elapsed, feed
 
 
+def bench_plain(messages: list[Any]) -> float:
+    gc.collect()
+    gc.freeze()
+    t = time.perf_counter()
+    apply_plain(messages)
+    elapsed = time.perf_counter() - t
+    gc.unfreeze()
+    return len(messages) / elapsed
+
+
+def same_book(messages: list[Any], book: Any) -> bool:
+    """Does the plain reference end in bot4's book (order count, best bid and ask)?"""
+    orders, bid, ask = final_book(messages)
+    return (orders, bid, ask) == (
+        len(book),
+        Decimal(book.best_bid()).scaleb(-PRECISION),
+        Decimal(book.best_ask()).scaleb(-PRECISION),
+    )
+
+
 def result_compiled() -> bool:
     return compiled("_fastbook") is not None and compiled("_fastmatch") is not None
 
@@ -217,10 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     # their millions of objects left fragmented, and the feed reads it about 20 %
     # slower -- an artefact of sharing one process, not of the feed.
     messages = load_bitfinex_raw(L3_FILE)
-    runs = [bench_l3(messages) for _ in range(repeats)]
+    runs, plain_rates = [], []
+    for _ in range(repeats):  # alternated: both see the same stretch of the machine
+        runs.append(bench_l3(messages))
+        plain_rates.append(bench_plain(messages))
     l3_rate = statistics.median(rate for rate, _ in runs)
+    plain_rate = statistics.median(plain_rates)
     feed = runs[0][1]
     book, stats = feed.book, feed.stats
+    plain_agrees = same_book(messages, book)
 
     ops, mix = generated_flow(n_orders)
     order_rate = statistics.median(bench_orders(ops, mix["final_seq"]) for _ in range(repeats))
@@ -240,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'L3 messages / s':<24} {l3_rate:>12,.0f} {TARGET_L3:>12,}  {len(messages):,} "
         f"Bitfinex messages -> {len(book)} orders, bid {book.best_bid()} ask {book.best_ask()}"
     )
+    print(
+        f"{'  plain reference':<24} {plain_rate:>12,.0f} {'':>12}  dict of levels, no queue: "
+        f"bot4 / plain = {l3_rate / plain_rate:.2f}"
+        + ("" if plain_agrees else "  (ENDS IN ANOTHER BOOK)")
+    )
     print(f"total {total:.1f} s")
     result = {
         "orders_per_sec": round(order_rate, 1),
@@ -250,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         "resting_at_end": mix["resting_at_end"],
         "l3_messages": len(messages),
         "l3_final_orders": len(book),
+        "l3_plain_reference_messages_per_sec": round(plain_rate, 1),
+        "l3_vs_plain_reference": round(l3_rate / plain_rate, 3),
+        "l3_plain_reference_same_book": plain_agrees,
         "l3_crossed_messages": stats.crossed,
         "l3_locked_messages": stats.locked,
         "targets": {"orders_per_sec": TARGET_ORDERS, "l3_messages_per_sec": TARGET_L3},

@@ -43,6 +43,9 @@ def test_matching() -> None:
     assert_positive(result, "orders_per_sec", "l3_messages_per_sec")
     assert result["quick"] is True
     assert result["l3_messages"] == 100_001 and result["l3_final_orders"] == 38
+    # the in-run yardstick (a plain dict-of-levels book) ends in bot4's book
+    assert result["l3_plain_reference_same_book"] is True
+    assert_positive(result, "l3_plain_reference_messages_per_sec", "l3_vs_plain_reference")
     mix = result["order_mix"]
     assert isinstance(mix, dict)
     total = sum(mix.values())
