@@ -156,6 +156,68 @@ def test_a_terminal_ctrl_c_cancels_at_the_embedded_exchange(tmp_path: Path) -> N
     assert [o for o in saved["orders"] if o[1] != "__market_maker__"] == []
 
 
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"  # exited, not yet reaped
+
+
+def test_a_kill_9_of_the_trader_stops_its_embedded_exchange(tmp_path: Path) -> None:
+    """No signal handler sees a kill -9, so the trader cannot stop its embedded exchange;
+    the exchange (its own session, so no terminal signal reaches it either) would live on
+    as an orphan holding its port and state file.  It watches the pipe on its stdin
+    instead, whose other end only the trader held: it stops by itself, saving its state
+    -- the trader's resting order included, ready for the next ``bot4 paper``."""
+    args = [
+        sys.executable, "-m", "bot4.live", "paper",
+        "--strategy", "tests.live_support:Churn",
+        "--param", "period_ms=100",
+        "--journal", str(tmp_path / "journal.db"),
+        "--risk", str(_risk(tmp_path)),
+        "--status-interval", "0.3",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    printed = _Lines(proc)
+    exchanges: list[int] = []
+    try:
+
+        def resting() -> bool:
+            return any(re.search(r"\| open [1-9]", line) for line in list(printed.err))
+
+        assert wait_until(resting, 30, step=0.2), "no resting order in the status line"
+        exchanges = _children(proc.pid)
+        assert len(exchanges) == 1, exchanges
+        proc.kill()
+        proc.wait(timeout=10)
+        assert wait_until(lambda: _gone(exchanges[0]), 20, step=0.1), "the exchange lives on"
+    finally:
+        for pid in [proc.pid, *exchanges]:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    saved = json.loads((tmp_path / "journal.exchange.json").read_text())
+    assert [o for o in saved["orders"] if o[1] != "__market_maker__"], "no trader order saved"
+
+
 def test_paper_keep_orders_leaves_them_working(tmp_path: Path) -> None:
     import asyncio
 

@@ -109,7 +109,8 @@ def paper_command(
             args += ["--symbols", ",".join(s.replace("/", "") for s in symbols)]
             if state is not None:
                 args += ["--state", str(state)]
-            server = ServerProcess(args, own_session=True).start()  # outlives a Ctrl-C
+            # outlives a Ctrl-C (the trader cancels there first), not the trader itself
+            server = ServerProcess(args, own_session=True, tied=True).start()
             creds = Credentials(key, secret)
             exchange_url = server.http
             reload = None

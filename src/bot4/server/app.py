@@ -19,6 +19,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -268,7 +269,34 @@ async def _main(server: ExchangeServer) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if server.config.stop_on_stdin_eof:
+        _stop_when_stdin_closes(loop, stop)
     await server.serve(stop)
+
+
+def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Stop gracefully once standard input reaches its end.
+
+    The owner (``ServerProcess(tied=True)``: ``bot4 paper``'s embedded exchange) holds
+    the pipe's write end and never writes to it.  The kernel closes that end when the
+    owner exits in any way -- a kill -9 included, which no signal handler of the owner
+    sees -- so the exchange stops with it, saving its state, instead of living on as an
+    orphan that holds the port and the state file.  Anything written is read and ignored.
+    """
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
 
 
 def run(config: ServerConfig) -> None:

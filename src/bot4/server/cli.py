@@ -43,6 +43,8 @@ _HELP = {
     "ws_messages_per_second": "Incoming market-stream messages per connection per second.",
     "log_level": "Python log level.",
     "test_controls": "Serve POST /bot4/test/* fault injection (tests only).",
+    "stop_on_stdin_eof": "Stop (state saved) when standard input closes: ties the server "
+    "to the process holding the other end of the pipe, even through a kill -9.",
 }
 
 
@@ -80,6 +82,7 @@ def exchange_command(
     ] = None,
     log_level: Annotated[str, typer.Option(help=_HELP["log_level"])] = "WARNING",
     test_controls: Annotated[bool, typer.Option(help=_HELP["test_controls"])] = False,
+    stop_on_stdin_eof: Annotated[bool, typer.Option(help=_HELP["stop_on_stdin_eof"])] = False,
 ) -> None:
     """Serve a Binance-compatible spot exchange (REST + websockets) on the simulator."""
     import logging
@@ -148,6 +151,7 @@ def exchange_command(
             autosave_seconds=autosave,
             state_sync=sync_policy(state_sync),
             test_controls=test_controls,
+            stop_on_stdin_eof=stop_on_stdin_eof,
             maker=maker,
             limits=limits,
         )

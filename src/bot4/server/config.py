@@ -209,6 +209,7 @@ class ServerConfig:
     autosave_seconds: int = 60
     state_sync: str = "write"  # command log durability: "write" or "fsync" (command_log)
     test_controls: bool = False  # POST /bot4/test/* (fault injection for tests)
+    stop_on_stdin_eof: bool = False  # an owner's pipe on stdin: its end closing stops us
     heartbeat_seconds: float = 20.0
     maker: MakerSpec = MakerSpec()
     limits: LimitSpec = LimitSpec()

@@ -33,14 +33,19 @@ class ServerProcess:
         host: str = "127.0.0.1",
         command: Sequence[str] | None = None,
         own_session: bool = False,
+        tied: bool = False,
     ) -> None:
         """``command`` is what runs the server (default ``python -m bot4.server``; e.g.
         ``["bot4", "exchange"]`` once the command is registered).  ``own_session``: the
         server runs in its own session, out of the terminal's process group, so a Ctrl-C
         reaches only its owner -- which must then stop it (``stop``).  The paper
         command's embedded exchange needs it: the trader's Ctrl-C cancels its open
-        orders *at that exchange* before stopping it."""
+        orders *at that exchange* before stopping it.  ``tied``: the server stops (its
+        state saved) when this process exits, however it exits: it gets
+        ``--stop-on-stdin-eof`` and a pipe on stdin whose write end only this process
+        holds, which the kernel closes when it dies, a kill -9 included."""
         self.own_session = own_session
+        self.tied = tied
         self.args = [*args]
         self.command = [*command] if command is not None else [sys.executable, "-m", "bot4.server"]
         self.start_timeout = start_timeout
@@ -61,10 +66,13 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         cmd = [*self.command, "--host", self.host, "--port", "0", *self.args]
+        if self.tied:
+            cmd.append("--stop-on-stdin-eof")
         # stderr goes to a file: a pipe nobody reads would block the server once full
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             cmd,
+            stdin=subprocess.PIPE if self.tied else None,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -124,6 +132,8 @@ class ServerProcess:
         self.close()
 
     def close(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         if self._stderr is not None:
