@@ -49,11 +49,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bot4._compiled import compiled
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import PRECISION, SCALE
-from bot4.sim._compiled import compiled
 from bot4.sim.fees import FeeSchedule
 from bot4.sim.l3_feed import BitfinexL3Feed, load_bitfinex_raw
 from bot4.sim.matching import MatchingEngine

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot4 import _compiled
 from bot4.backtest import engine
 from bot4.backtest.engine import Backtest
 from bot4.backtest.result import BacktestResult
@@ -28,7 +29,6 @@ from bot4.core.numbers import SCALE
 from bot4.data.bars import BarSeries, load_bars, synthetic_bars
 from bot4.examples.no_stop import SmaCrossNoStop
 from bot4.examples.sma_cross import SmaCross
-from bot4.sim import _compiled
 from bot4.strategy.base import Bar, Strategy
 from bot4.strategy.indicators import SMA, crossed_above, crossed_below
 from tests.conftest import SHARED_DATA

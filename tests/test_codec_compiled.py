@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot4._compiled import FORCE_PURE
 from bot4.core.enums import OrderSide, OrderType
 from bot4.core.events import (
     EVENT_TYPES,
@@ -37,7 +38,6 @@ from bot4.oms.event_codec import (
     payload_json_py,
     wal_line_py,
 )
-from bot4.sim._compiled import FORCE_PURE
 from tests.test_journal_ahead import _sample
 
 CLASSES = list(EVENT_TYPES.values())

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot4._compiled import FORCE_PURE
 from bot4.backtest.engine import Backtest
 from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.events import (
@@ -28,7 +29,6 @@ from bot4.examples.sma_cross import SmaCross
 from bot4.oms import state as state_mod
 from bot4.oms.journal import replay
 from bot4.oms.state import TradingState
-from bot4.sim._compiled import FORCE_PURE
 from tests.conftest import btcusdt
 from tests.session import new_session, step
 

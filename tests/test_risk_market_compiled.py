@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot4 import _compiled
 from bot4.backtest.engine import Backtest
 from bot4.data.bars import load_bars, synthetic_bars
 from bot4.examples.sma_cross import SmaCross
@@ -30,7 +31,6 @@ from bot4.risk import engine as risk_engine
 from bot4.risk.engine import RiskEngine
 from bot4.risk.market import MarketState, PyMarketState
 from bot4.risk.profile import Limits, RiskProfile
-from bot4.sim import _compiled
 from tests.conftest import SHARED_DATA, T0
 
 pytestmark = pytest.mark.skipif(

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot4 import _compiled
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide, OrderType, TimeInForce
 from bot4.core.errors import ValidationError
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import money_to_raw, to_raw
-from bot4.sim import _compiled
 from bot4.sim.book import OrderBook, PyOrderBook
 from bot4.sim.errors import BinanceError
 from bot4.sim.fees import FeeSchedule

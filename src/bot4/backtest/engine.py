@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bot4._compiled import compiled
 from bot4.backtest.result import BacktestResult, DenialRecord, FillRecord, TradeRecord
 from bot4.core.clock import TestClock
 from bot4.core.enums import OrderSide
@@ -42,7 +43,6 @@ from bot4.data.bars import BarSeries
 from bot4.oms.manager import OrderManager
 from bot4.risk.engine import RiskEngine
 from bot4.risk.profile import RiskProfile
-from bot4.sim._compiled import compiled
 from bot4.sim.bar_venue import BarVenue
 from bot4.strategy.base import Bar, Strategy, StrategyContext
 from bot4.strategy.indicators import BatchIndicator
@@ -53,7 +53,7 @@ CHUNK = 1 << 16
 
 
 # The compiled loop if it is built and ``BOT4_PURE_SIM`` does not switch compiled code
-# off (the simulator's switch, ``bot4.sim._compiled``).
+# off (the switch of every compiled module, ``bot4._compiled``).
 _fastloop = compiled("_fastloop", "bot4.backtest")
 
 

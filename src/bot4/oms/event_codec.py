@@ -172,7 +172,7 @@ def _install_compiled() -> list[type[Event]]:
     (and not switched off with ``BOT4_PURE_SIM=1``), for every event class it can take;
     the classes it took (none: the pure encoders are in use)."""
     global payload_json, wal_line
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastcodec", "bot4.oms")
     if fast is None:

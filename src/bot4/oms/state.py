@@ -270,7 +270,7 @@ class TradingState:
 def _install_compiled_fold() -> bool:
     """Bind ``TradingState.apply`` to the compiled fold where it is built (and not
     switched off with ``BOT4_PURE_SIM=1``) and it can use every member it needs."""
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastfold", "bot4.oms")
     if fast is None or not fast.install(

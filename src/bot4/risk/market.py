@@ -189,7 +189,7 @@ class PyMarketState(MarketStatistics):
 def _compiled_market() -> type[PyMarketState] | None:
     """The compiled market state (``bot4.risk._fastmarket``), or None where it is not
     built or ``BOT4_PURE_SIM`` is set."""
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastmarket", "bot4.risk")
     if fast is None:

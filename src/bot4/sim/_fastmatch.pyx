@@ -118,7 +118,7 @@ def bind(slow_submit: object, slow_cancel: object) -> None:
 # -- the same value, at a fraction of the cost.  The offsets come from the descriptors.
 cdef Py_ssize_t _slot_offset(type cls, str name) except -1:
     """The offset of a ``__slots__`` member.  ImportError if ``name`` is not one (the
-    module is then not used: ``bot4.sim._compiled`` falls back to pure Python, and
+    module is then not used: ``bot4._compiled`` falls back to pure Python, and
     ``tests/test_sim_compiled.py`` fails, so the change cannot pass CI unnoticed)."""
     descr = cls.__dict__.get(name)
     if type(descr).__name__ != "member_descriptor":

@@ -419,7 +419,7 @@ class PyOrderBook(BookQueries):
 def _compiled_book() -> type[PyOrderBook] | None:
     """The compiled book (``bot4.sim._fastbook``), or None where it is not built or
     ``BOT4_PURE_SIM`` is set."""
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastbook")
     if fast is None:

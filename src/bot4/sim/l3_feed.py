@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot4._compiled import compiled
 from bot4.core.errors import ValidationError
 from bot4.core.numbers import SCALE, to_raw
-from bot4.sim._compiled import compiled
 from bot4.sim.book import ADDED, FLIPPED, KEPT, REQUEUED, OrderBook
 
 

@@ -38,11 +38,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
+from bot4._compiled import compiled
 from bot4.core.clock import Clock, TestClock
 from bot4.core.enums import OrderSide
 from bot4.core.instrument import Instrument
 from bot4.oms.account import Account
-from bot4.sim._compiled import compiled
 from bot4.sim.book import OrderBook, PyOrderBook
 from bot4.sim.errors import (
     AMEND_INCREASE_MSG,

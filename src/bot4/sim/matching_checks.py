@@ -159,7 +159,7 @@ class PySymbolState(SymbolChecks):
 def _compiled_symbol_state() -> type[PySymbolState] | None:
     """``SymbolState`` with its fields in C, or None where ``_fastmatch`` is not built
     (or ``BOT4_PURE_SIM`` is set)."""
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastmatch")
     if fast is None:

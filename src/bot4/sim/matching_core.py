@@ -66,7 +66,7 @@ class PyAccountState:
 
 
 def _compiled_account_state() -> type[PyAccountState] | None:
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastmatch")
     return None if fast is None else fast.AccountCore

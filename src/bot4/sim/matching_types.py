@@ -314,7 +314,7 @@ class PySimOrder:
 
 
 def _compiled_order() -> type[PySimOrder] | None:
-    from bot4.sim._compiled import compiled
+    from bot4._compiled import compiled
 
     fast = compiled("_fastmatch")
     return None if fast is None else fast.SimOrder
