@@ -23,6 +23,12 @@ Measures:
   this kind of machine) on the same parsed messages, alternated with bot4's feed
   repeat by repeat.  ``l3_vs_plain_reference`` is the ratio that holds when the
   machine's speed moves (+-20 % between runs here); it must end in bot4's final book.
+* the issue's peer, NautilusTrader's Rust L3 book, measured the same way on the same
+  file by ``peer_nautilus_l3.py`` in a child process, right after bot4's feed runs.
+  nautilus_trader cannot share bot4's environment (it pins ``pandas<3``), so it runs
+  under the interpreter named by ``--peer-python`` or ``BOT4_NAUTILUS_PYTHON`` (e.g. a
+  venv made with ``python -m venv /tmp/nt && /tmp/nt/bin/pip install
+  nautilus_trader==1.221.0``); without one the JSON says ``"peer_l3": "not installed"``.
 
 Both run the compiled simulator core where it is built (``pip install -e .``) and the
 pure-Python one otherwise; ``BOT4_PURE_SIM=1 python benchmarks/matching.py`` measures
@@ -38,11 +44,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import pickle
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -229,6 +237,44 @@ def same_book(messages: list[Any], book: Any) -> bool:
     )
 
 
+def bench_peer_l3(python: str | None, repeats: int) -> dict[str, Any] | str:
+    """NautilusTrader's figures from ``peer_nautilus_l3.py``, or why there are none."""
+    if not python:
+        return "not installed"
+    script = Path(__file__).resolve().parent / "peer_nautilus_l3.py"
+    cmd = [python, str(script), "--repeats", str(repeats), "--path", str(L3_FILE)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"failed: {exc}"
+    if done.returncode == 3:
+        return "not installed"
+    if done.returncode != 0:
+        return f"failed: {done.stderr.strip().splitlines()[-1:]}"
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def peer_figures(peer: dict[str, Any] | str, l3_rate: float, book: Any) -> dict[str, Any]:
+    """The peer's figures for the JSON, and whether it ended in bot4's book."""
+    if not isinstance(peer, dict):
+        return {"peer_l3": peer}
+    full = peer["full_messages_per_sec"]
+    bid, ask = (Decimal(p).scaleb(-PRECISION) for p in (book.best_bid(), book.best_ask()))
+    return {
+        "peer_l3": f"nautilus_trader {peer['version']}",
+        "peer_l3_messages_per_sec": full,
+        "peer_l3_apply_loop_messages_per_sec": peer["apply_messages_per_sec"],
+        "peer_l3_same_book": (
+            peer["final_orders"],
+            Decimal(peer["best_bid"]),
+            Decimal(peer["best_ask"]),
+        )
+        == (len(book), bid, ask),
+        "l3_vs_peer": round(l3_rate / full, 3),
+    }
+
+
 def result_compiled() -> bool:
     return compiled("_fastbook") is not None and compiled("_fastmatch") is not None
 
@@ -236,6 +282,12 @@ def result_compiled() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a much smaller smoke run")
+    parser.add_argument(
+        "--peer-python",
+        default=os.environ.get("BOT4_NAUTILUS_PYTHON"),
+        help="an interpreter with nautilus_trader, for the L3 peer (default: "
+        "$BOT4_NAUTILUS_PYTHON; none: the peer is skipped)",
+    )
     args = parser.parse_args(argv)
     repeats, n_orders = (3, 20_000) if args.quick else (5, 200_000)
 
@@ -253,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     feed = runs[0][1]
     book, stats = feed.book, feed.stats
     plain_agrees = same_book(messages, book)
+    peer = bench_peer_l3(args.peer_python, repeats)
 
     ops, mix = generated_flow(n_orders)
     order_rate = statistics.median(bench_orders(ops, mix["final_seq"]) for _ in range(repeats))
@@ -277,6 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         f"bot4 / plain = {l3_rate / plain_rate:.2f}"
         + ("" if plain_agrees else "  (ENDS IN ANOTHER BOOK)")
     )
+    if isinstance(peer, dict):
+        full = peer["full_messages_per_sec"]
+        print(
+            f"{'  NautilusTrader ' + peer['version']:<24} {full:>12,.0f} {'':>12}  its Rust L3 "
+            f"book, deltas built from the same JSON: bot4 / NT = {l3_rate / full:.2f}; "
+            f"its apply loop alone {peer['apply_messages_per_sec']:,.0f}"
+        )
+    else:
+        print(f"{'  NautilusTrader':<24} {'-':>12} {'':>12}  {peer} (--peer-python)")
     print(f"total {total:.1f} s")
     result = {
         "orders_per_sec": round(order_rate, 1),
@@ -290,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "l3_plain_reference_messages_per_sec": round(plain_rate, 1),
         "l3_vs_plain_reference": round(l3_rate / plain_rate, 3),
         "l3_plain_reference_same_book": plain_agrees,
+        **peer_figures(peer, l3_rate, book),
         "l3_crossed_messages": stats.crossed,
         "l3_locked_messages": stats.locked,
         "targets": {"orders_per_sec": TARGET_ORDERS, "l3_messages_per_sec": TARGET_L3},
