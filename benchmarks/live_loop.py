@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import tempfile
@@ -48,7 +49,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bot4.core.enums import OrderSide, OrderType, TimeInForce  # noqa: E402
 from bot4.core.instrument import Instrument  # noqa: E402
-from bot4.live.runner import LiveRunner, RunnerConfig, tune_gc  # noqa: E402
+from bot4.live.gc_pacing import GcPacer, tune_gc  # noqa: E402
+from bot4.live.runner import LiveRunner, RunnerConfig  # noqa: E402
 from bot4.oms.journal import SqlJournal  # noqa: E402
 from bot4.oms.requests import OrderRequest  # noqa: E402
 from bot4.risk.profile import RiskProfile  # noqa: E402
@@ -111,10 +113,14 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def tick_to_order(n: int, journal: str, tmp: Path, gap_us: float = 0) -> dict[str, float]:
+def tick_to_order(
+    n: int, journal: str, tmp: Path, gap_us: float = 0, pacer: GcPacer | None = None
+) -> dict[str, float]:
     """``journal``: "sqlite" (a commit per order), "ahead" (write-ahead file) or "none".
     ``gap_us``: ticks that far apart (a busy wait), as a market delivers them; 0 = back
-    to back (the path on warm caches)."""
+    to back (the path on warm caches).  ``pacer``: stepped between ticks with the
+    journal's ingestion, as the runner's task runs on the event loop (``GcPacer``).
+    Also returned: the longest collection the garbage collector ran (``gc_max_ms``)."""
     url = f"sqlite:///{tmp / f'bench-{journal}-{n}-{time.perf_counter_ns()}.db'}"
     cfg = RunnerConfig(
         VenueConfig("binance", Credentials(KEY, SECRET)),
@@ -159,6 +165,8 @@ def tick_to_order(n: int, journal: str, tmp: Path, gap_us: float = 0) -> dict[st
     flushed_ns = time.perf_counter_ns()
     gap_ns = int(gap_us * 1000)
     due = time.perf_counter_ns()
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     for i in range(n + 200):
         p = price + step * (i % 100)
         handed.clear()
@@ -172,7 +180,10 @@ def tick_to_order(n: int, journal: str, tmp: Path, gap_us: float = 0) -> dict[st
         outbox.clear()  # the adapter took it
         if time.perf_counter_ns() - flushed_ns >= every_ns:
             flush()  # the event loop's timer, between ticks
+            if pacer is not None:
+                pacer.step()
             flushed_ns = time.perf_counter_ns()
+    gc.callbacks.remove(pauses)
     loop.close()
     rows = 0
     if runner.om.journal is not None:
@@ -182,9 +193,25 @@ def tick_to_order(n: int, journal: str, tmp: Path, gap_us: float = 0) -> dict[st
         "p50": statistics.median(lat),
         "p99": pct(lat, 0.99),
         "p999": pct(lat, 0.999),
+        "max": max(lat),
+        "gc_max_ms": pauses.max_ms,
         "n": len(lat),
         "rows": rows,
     }
+
+
+class _GcPauses:
+    """A ``gc.callbacks`` entry: the longest collection seen, in ms."""
+
+    def __init__(self) -> None:
+        self.max_ms = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.max_ms = max(self.max_ms, (time.perf_counter() - self._t0) * 1000)
 
 
 async def orders_per_sec(n: int, tmp: Path) -> dict[str, float]:
@@ -342,6 +369,9 @@ def main() -> int:
             bare.append(tick_to_order(ticks, "none", t))
             host.append(fixed_work(ticks, ahead[-1]["p50"]))
             assert ahead[-1]["rows"] == before["rows"] > ticks  # every event reached SQL
+        long_n = 20_000 if args.quick else 100_000  # orders kept by the session: heap grows
+        unpaced = tick_to_order(long_n, "ahead", t)
+        paced_gc = tick_to_order(long_n, "ahead", t, pacer=GcPacer())
         paced_n = 300 if args.quick else 3_000
         paced = tick_to_order(paced_n, "ahead", t, gap_us=args.gap_us)
         reads = scattered_reads(paced_n, args.gap_us)
@@ -365,6 +395,11 @@ def main() -> int:
         f" p50 {reads['warm_p50']:.1f} p99 {reads['warm_p99']:.1f}, paced p50"
         f" {reads['paced_p50']:.1f} p99 {reads['paced_p99']:.1f} us"
     )
+    print(
+        f"a {long_n:,}-order session: longest garbage collection {unpaced['gc_max_ms']:.1f} ms"
+        f" (slowest tick {unpaced['max'] / 1000:.1f} ms); with the runner's GcPacer"
+        f" {paced_gc['gc_max_ms']:.1f} ms (slowest tick {paced_gc['max'] / 1000:.1f} ms)"
+    )
     print(f"{'submit -> venue answer applied (ms)':<44} "
           f"{path['rtt_p50_ms']:>10.2f} {path['rtt_p99_ms']:>10.2f}")  # fmt: skip
     print(f"orders / s through ccxt to the server: {path['per_sec']:.0f}")
@@ -386,6 +421,11 @@ def main() -> int:
         "host_reads_p50_us": round(reads["warm_p50"], 2),
         "host_reads_paced_p50_us": round(reads["paced_p50"], 2),
         "host_reads_paced_p99_us": round(reads["paced_p99"], 2),
+        "long_session_orders": long_n,
+        "long_session_gc_max_ms": round(unpaced["gc_max_ms"], 2),
+        "long_session_max_tick_us": round(unpaced["max"], 1),
+        "long_session_paced_gc_max_ms": round(paced_gc["gc_max_ms"], 2),
+        "long_session_paced_max_tick_us": round(paced_gc["max"], 1),
         "orders_per_sec": round(path["per_sec"], 1),
         "order_rtt_p50_ms": round(path["rtt_p50_ms"], 3),
         "order_rtt_p99_ms": round(path["rtt_p99_ms"], 3),

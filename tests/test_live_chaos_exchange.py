@@ -290,6 +290,8 @@ def test_a_resync_that_does_not_finish_in_time_reconnects(tmp_path: Path) -> Non
     assert out["held"] is False and out["resyncs"] == []
     assert out["summary"]["strategy_errors"] == []
     assert out["frozen"] > 0 and gc.get_freeze_count() == 0  # tune_gc ran, then undone
+    paced = out["summary"]["gc"]  # the runner's GcPacer stepped on the loop meanwhile
+    assert paced["steps"] > 0 and paced["step_max_ms"] > 0, paced
 
 
 def _books_config(srv: ServerProcess, tmp_path: Path) -> RunnerConfig:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from bot4.core.errors import Bot4Error
 from bot4.core.events import Event, OrderFilled, OrderInitialized, TradingStateChanged
 from bot4.core.instrument import Instrument
 from bot4.core.numbers import from_raw, money_from_raw, to_raw
+from bot4.live.gc_pacing import GcPacer, restore_gc, tune_gc
 from bot4.live.status import StatusLine, snapshot
 from bot4.oms.journal import SqlJournal
 from bot4.oms.manager import OrderManager
@@ -53,31 +53,6 @@ from bot4.venues.reconcile import Reconciler
 
 log = logging.getLogger("bot4.live")
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-GC_THRESHOLD0 = 20_000  # container allocations between young collections (CPython: 700)
-
-
-def tune_gc(threshold0: int = GC_THRESHOLD0) -> tuple[int, int, int]:
-    """Take garbage collection out of the order path's tail.  Everything built at
-    start-up (markets, the journal's replay, ccxt, the imports) is moved to the
-    permanent generation (``gc.freeze``), so no later collection walks it again; and
-    young collections run every ``threshold0`` container allocations instead of 700.
-    Measured (``benchmarks/live_loop.py``): the tick-to-order p99 drops ~15-20 µs;
-    the cost is a rarer, longer young collection (p99.9) and garbage cycles that live a
-    little longer.  The order path makes few cycles: almost everything is freed by
-    reference counting, as before.  Returns the previous thresholds (``restore_gc``)."""
-    gc.collect()
-    gc.freeze()
-    before = gc.get_threshold()
-    gc.set_threshold(threshold0, before[1], before[2])
-    return before
-
-
-def restore_gc(thresholds: tuple[int, int, int]) -> None:
-    """Undo ``tune_gc`` (a session that ends inside a longer-lived process, e.g. tests)."""
-    gc.set_threshold(*thresholds)
-    gc.unfreeze()
 
 
 def journal_prefix(first_ts_ns: int) -> str:
@@ -117,6 +92,8 @@ class RunnerConfig:
     books: bool = False  # stream order books to Strategy.on_book (websockets only)
     control_path: str | None = None  # operator requests (default: next to a SQLite journal)
     tune_gc: bool = True  # gc.freeze() after start-up, rarer young collections (tune_gc)
+    gc_pacing_s: float = 0.05  # with tune_gc: young collection + freeze this often (GcPacer)
+    gc_deep_every_s: float = 3600.0  # ... and a full collection this often
 
 
 class LiveRunner:
@@ -127,6 +104,7 @@ class LiveRunner:
         self.timers: list[asyncio.Task[None]] = []
         self.last_bar_ms: dict[str, int] = {}
         self.started_ns = 0
+        self.gc_pacer: GcPacer | None = None
         self.journal_failed: str | None = None
         self._stop = asyncio.Event()
         self._gc_before: tuple[int, int, int] | None = None
@@ -384,6 +362,9 @@ class LiveRunner:
         self.started_ns = self.clock.now_ns()
         if self.cfg.tune_gc and self._gc_before is None:
             self._gc_before = tune_gc()
+            if self.cfg.gc_pacing_s > 0:
+                self.gc_pacer = GcPacer(self.cfg.gc_pacing_s, self.cfg.gc_deep_every_s)
+                tasks.append(asyncio.ensure_future(self.gc_pacer.run()))
         self._guard(self.strategy.on_start)
         tasks.append(asyncio.ensure_future(self._bars()))
         tasks.append(asyncio.ensure_future(self._heartbeat()))
@@ -491,6 +472,7 @@ class LiveRunner:
                 for a, b in sorted(om.state.account.balances.items())
             },
             "stats": dict(venue.stats),
+            "gc": self.gc_pacer.stats.as_dict() if self.gc_pacer is not None else None,
             "alerts": list(venue.alerts),
             "balance_stream": dict(session.balance_stats),
             "market_data": {
