@@ -227,14 +227,15 @@ def bench_plain(messages: list[Any]) -> float:
     return len(messages) / elapsed
 
 
+def book_top(book: Any) -> tuple[int, Decimal, Decimal]:
+    """bot4's book as the references report theirs: orders, best bid, best ask."""
+    bid, ask = (Decimal(p).scaleb(-PRECISION) for p in (book.best_bid(), book.best_ask()))
+    return len(book), bid, ask
+
+
 def same_book(messages: list[Any], book: Any) -> bool:
     """Does the plain reference end in bot4's book (order count, best bid and ask)?"""
-    orders, bid, ask = final_book(messages)
-    return (orders, bid, ask) == (
-        len(book),
-        Decimal(book.best_bid()).scaleb(-PRECISION),
-        Decimal(book.best_ask()).scaleb(-PRECISION),
-    )
+    return final_book(messages) == book_top(book)
 
 
 def bench_peer_l3(python: str | None, repeats: int) -> dict[str, Any] | str:
@@ -260,17 +261,12 @@ def peer_figures(peer: dict[str, Any] | str, l3_rate: float, book: Any) -> dict[
     if not isinstance(peer, dict):
         return {"peer_l3": peer}
     full = peer["full_messages_per_sec"]
-    bid, ask = (Decimal(p).scaleb(-PRECISION) for p in (book.best_bid(), book.best_ask()))
+    top = (peer["final_orders"], Decimal(peer["best_bid"]), Decimal(peer["best_ask"]))
     return {
         "peer_l3": f"nautilus_trader {peer['version']}",
         "peer_l3_messages_per_sec": full,
         "peer_l3_apply_loop_messages_per_sec": peer["apply_messages_per_sec"],
-        "peer_l3_same_book": (
-            peer["final_orders"],
-            Decimal(peer["best_bid"]),
-            Decimal(peer["best_ask"]),
-        )
-        == (len(book), bid, ask),
+        "peer_l3_same_book": top == book_top(book),
         "l3_vs_peer": round(l3_rate / full, 3),
     }
 

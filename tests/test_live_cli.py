@@ -116,11 +116,12 @@ def test_paper_ctrl_c_cancels_open_orders_and_never_shows_the_secret(tmp_path: P
         assert secret.encode() not in _journal_bytes(tmp_path)
 
 
-def test_a_terminal_ctrl_c_cancels_at_the_embedded_exchange(tmp_path: Path) -> None:
-    """A terminal's Ctrl-C reaches the whole foreground process group.  The embedded
-    exchange of ``bot4 paper`` runs in its own session, so it outlives the signal and
-    the trader still cancels its orders there and reconciles before stopping it: its
-    saved state holds no order of the trader's."""
+def _paper_with_a_resting_order(
+    tmp_path: Path, *extra: str
+) -> tuple[subprocess.Popen[str], _Lines]:
+    """``bot4 paper`` on its embedded exchange, in its own process group (a test can play
+    the terminal), once its status line shows a resting order (the process is killed if
+    it never does).  ``extra``: more command-line arguments."""
     args = [
         sys.executable, "-m", "bot4.live", "paper",
         "--strategy", "tests.live_support:Churn",
@@ -129,19 +130,31 @@ def test_a_terminal_ctrl_c_cancels_at_the_embedded_exchange(tmp_path: Path) -> N
         "--risk", str(_risk(tmp_path)),
         "--status-interval", "0.3",
         "--summary", str(tmp_path / "summary.json"),
+        *extra,
     ]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own group: the test plays the terminal
+        start_new_session=True,
     )  # fmt: skip
     printed = _Lines(proc)
+
+    def resting() -> bool:
+        return any(re.search(r"\| open [1-9]", line) for line in list(printed.err))
+
+    if not wait_until(resting, 30, step=0.2):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("no resting order in the status line")
+    return proc, printed
+
+
+def test_a_terminal_ctrl_c_cancels_at_the_embedded_exchange(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole foreground process group.  The embedded
+    exchange of ``bot4 paper`` runs in its own session, so it outlives the signal and
+    the trader still cancels its orders there and reconciles before stopping it: its
+    saved state holds no order of the trader's."""
+    proc, printed = _paper_with_a_resting_order(tmp_path)
     try:
-
-        def resting() -> bool:
-            return any(re.search(r"\| open [1-9]", line) for line in list(printed.err))
-
-        assert wait_until(resting, 30, step=0.2), "no resting order in the status line"
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         proc.wait(timeout=30)
     finally:
@@ -184,29 +197,13 @@ def test_a_kill_9_of_the_trader_stops_its_embedded_exchange(tmp_path: Path) -> N
     as an orphan holding its port and state file.  It watches the pipe on its stdin
     instead, whose other end only the trader held: it stops by itself, saving its state
     -- the trader's resting order included, ready for the next ``bot4 paper``."""
-    args = [
-        sys.executable, "-m", "bot4.live", "paper",
-        "--strategy", "tests.live_support:Churn",
-        "--param", "period_ms=100",
-        "--journal", str(tmp_path / "journal.db"),
-        "--risk", str(_risk(tmp_path)),
-        "--status-interval", "0.3",
-    ]  # fmt: skip
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    printed = _Lines(proc)
+    # one resting limit buy, then nothing: it is still resting when the trader dies
+    proc, _ = _paper_with_a_resting_order(tmp_path, "--param", "steps=1")
     exchanges: list[int] = []
     try:
-
-        def resting() -> bool:
-            return any(re.search(r"\| open [1-9]", line) for line in list(printed.err))
-
-        assert wait_until(resting, 30, step=0.2), "no resting order in the status line"
         exchanges = _children(proc.pid)
         assert len(exchanges) == 1, exchanges
+        killed_at = time.time()
         proc.kill()
         proc.wait(timeout=10)
         assert wait_until(lambda: _gone(exchanges[0]), 20, step=0.1), "the exchange lives on"
@@ -214,7 +211,9 @@ def test_a_kill_9_of_the_trader_stops_its_embedded_exchange(tmp_path: Path) -> N
         for pid in [proc.pid, *exchanges]:
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
-    saved = json.loads((tmp_path / "journal.exchange.json").read_text())
+    state = tmp_path / "journal.exchange.json"
+    assert state.stat().st_mtime >= killed_at - 1, "the state was not saved on the way out"
+    saved = json.loads(state.read_text())
     assert [o for o in saved["orders"] if o[1] != "__market_maker__"], "no trader order saved"
 
 
